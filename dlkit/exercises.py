@@ -1,0 +1,181 @@
+"""Immediate, specific feedback on a learner's answer to a chapter exercise.
+
+Every exercise in the book has three cells: the task (the learner edits it), a ``check_*`` call
+from this module, and a solution cell tagged ``hide-cell`` (collapsed in the book; removed from
+the student copies made by ``tools/student_copies.py``). A check never raises on a wrong answer:
+it returns a :class:`Feedback` that says what is wrong and gives a hint, and shows itself when it
+is the last line of a cell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["Feedback", "check_flatten_size", "check_model", "check_accuracy_fn"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Feedback:
+    """The verdict of a check: ``ok``, what was found, and a hint when it is wrong."""
+
+    ok: bool
+    message: str
+    hint: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"✅ Correct. {self.message}"
+        text = f"❌ Not yet. {self.message}"
+        return f"{text}\n   Hint: {self.hint}" if self.hint else text
+
+    __repr__ = __str__
+
+
+def _right(message: str) -> Feedback:
+    return Feedback(True, message)
+
+
+def _wrong(message: str, hint: str = "") -> Feedback:
+    return Feedback(False, message, hint)
+
+
+def check_flatten_size(
+    answer: object, layers: nn.Module, image_size: int, in_channels: int = 3
+) -> Feedback:
+    """Check the number of features that ``layers`` produce for one square image.
+
+    The truth is measured, not stored: ``layers`` run on a zero image. Used in chapter 01.
+
+    Args:
+        answer: The learner's number.
+        layers: The convolution/pooling part of a network (everything before flattening).
+        image_size: Height and width of the input image.
+        in_channels: Channels of the input image.
+
+    Returns:
+        The :class:`Feedback`.
+    """
+    with torch.no_grad():
+        out = layers(torch.zeros(1, in_channels, image_size, image_size))
+    c, h, w = out.shape[1:] if out.ndim == 4 else (1, 1, out.shape[-1])
+    truth = int(out[0].numel())
+    if isinstance(answer, bool) or not isinstance(answer, (int, float)) or answer != int(answer):
+        return _wrong(f"expected a whole number, got {answer!r}.", "multiply channels × height × width.")
+    answer = int(answer)
+    if answer == truth:
+        return _right(f"the layers turn a {in_channels}×{image_size}×{image_size} image into "
+                      f"{c}×{h}×{w} = {truth:,} features.")
+    if answer == h * w:
+        return _wrong(f"{answer:,} counts positions only.", f"each of the {h}×{w} positions has {c} channels.")
+    if answer == c * image_size * image_size:
+        return _wrong(f"{answer:,} is the size before pooling.",
+                      f"the pooling layers shrink {image_size}×{image_size} to {h}×{w}.")
+    if answer == 64 * 7 * 7:
+        return _wrong("64×7×7 is the article's guess, which fits no input size it used.",
+                      "apply out = (in + 2·padding − kernel) / stride + 1 to each layer.")
+    return _wrong(f"{answer:,} is not the size these layers produce for a {image_size}×{image_size} image.",
+                  "apply out = (in + 2·padding − kernel) / stride + 1 to each conv and pool layer, "
+                  "then multiply channels × height × width.")
+
+
+def check_model(
+    net: nn.Module,
+    num_classes: int = 10,
+    image_shape: Sequence[int] = (3, 32, 32),
+    min_conv_layers: int = 1,
+) -> Feedback:
+    """Check that a classifier accepts a batch of images and returns one row of logits per image.
+
+    Two batch sizes are tried, which catches reshapes such as ``x.view(-1, n)`` that silently mix
+    images together. Used in chapter 01.
+
+    Args:
+        net: The learner's network (an ``nn.Module`` instance, not the class).
+        num_classes: Number of outputs expected per image.
+        image_shape: C×H×W of one input image.
+        min_conv_layers: Fewest ``nn.Conv2d`` layers the exercise asks for.
+
+    Returns:
+        The :class:`Feedback`.
+    """
+    if isinstance(net, type):
+        return _wrong("you passed the class, not a network.", "call it: check_model(MyNet()).")
+    if not isinstance(net, nn.Module):
+        return _wrong(f"expected an nn.Module, got {type(net).__name__}.")
+    convs = sum(isinstance(m, nn.Conv2d) for m in net.modules())
+    if convs < min_conv_layers:
+        return _wrong(f"the network has {convs} Conv2d layer(s); the exercise asks for {min_conv_layers}.")
+    was_training = net.training
+    net.eval()
+    try:
+        for batch in (2, 3):
+            x = torch.randn(batch, *image_shape)
+            try:
+                with torch.no_grad():
+                    out = net(x)
+            except Exception as err:  # the learner's code may fail in any way: explain, don't raise
+                return _wrong(
+                    f"a batch of shape {tuple(x.shape)} raised {type(err).__name__}: {err}",
+                    "print x.shape after each layer in forward() to find where the sizes disagree.",
+                )
+            if not isinstance(out, torch.Tensor):
+                return _wrong(f"forward() returned {type(out).__name__}, expected a tensor of logits.")
+            if out.shape != (batch, num_classes):
+                hint = ("the first dimension must stay the batch size: use x.flatten(1) instead of "
+                        "x.view(-1, n)." if out.ndim == 2 and out.shape[0] != batch else
+                        f"the last layer should have {num_classes} outputs.")
+                return _wrong(f"a batch of {batch} images gave outputs of shape {tuple(out.shape)}, "
+                              f"expected ({batch}, {num_classes}).", hint)
+            if not torch.isfinite(out).all():
+                return _wrong("the outputs contain nan or inf.")
+    finally:
+        net.train(was_training)
+    params = sum(p.numel() for p in net.parameters())
+    return _right(f"{convs} conv layer(s), {params:,} parameters, outputs ({batch}, {num_classes}).")
+
+
+def check_accuracy_fn(fn: Callable[[torch.Tensor, torch.Tensor], object]) -> Feedback:
+    """Check a learner's ``accuracy(logits, y)``, which must return the fraction correct as a float.
+
+    Used in chapter 01.
+
+    Args:
+        fn: The learner's function of N×K logits and N class indices.
+
+    Returns:
+        The :class:`Feedback`.
+    """
+    g = torch.Generator().manual_seed(0)
+    cases = []
+    for n, k in ((8, 3), (50, 10), (1, 4)):
+        logits = torch.randn(n, k, generator=g)
+        y = torch.randint(0, k, (n,), generator=g)
+        cases.append((logits, y))
+    # A case whose answer differs between argmax over classes (dim=1) and over the batch (dim=0).
+    cases.append((torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]), torch.tensor([1, 0, 0])))
+    for logits, y in cases:
+        truth = (logits.argmax(dim=1) == y).double().mean().item()
+        try:
+            got = fn(logits.clone(), y.clone())
+        except Exception as err:
+            return _wrong(f"for logits of shape {tuple(logits.shape)} it raised {type(err).__name__}: {err}",
+                          "(logits.argmax(dim=1) == y) compares each prediction with its label.")
+        if isinstance(got, torch.Tensor):
+            return _wrong("it returned a tensor.", "call .item() to turn a one-element tensor into a float.")
+        if not isinstance(got, (int, float)) or isinstance(got, bool):
+            return _wrong(f"it returned {type(got).__name__}, expected a float.")
+        if math.isclose(got, 100 * truth, rel_tol=1e-6) and truth not in (0.0,):
+            if not math.isclose(got, truth, rel_tol=1e-6):
+                return _wrong(f"it returned {got}, a percentage.", "return a fraction in [0, 1].")
+        if not math.isclose(got, truth, rel_tol=1e-6, abs_tol=1e-9):
+            return _wrong(f"for logits of shape {tuple(logits.shape)} it returned {got:.4f}, expected {truth:.4f}.",
+                          "take the argmax over the class dimension (dim=1), then the mean of the matches.")
+    return _right("it matches the reference on all test cases, including a single example.")
