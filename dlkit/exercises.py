@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Callable, Sequence
 
 import torch
@@ -67,7 +68,8 @@ def check_flatten_size(
         out = layers(torch.zeros(1, in_channels, image_size, image_size))
     c, h, w = out.shape[1:] if out.ndim == 4 else (1, 1, out.shape[-1])
     truth = int(out[0].numel())
-    if isinstance(answer, bool) or not isinstance(answer, (int, float)) or answer != int(answer):
+    if (isinstance(answer, bool) or not isinstance(answer, numbers.Real) or not math.isfinite(answer)
+            or answer != int(answer)):
         return _wrong(f"expected a whole number, got {answer!r}.", "multiply channels × height × width.")
     answer = int(answer)
     if answer == truth:
@@ -159,8 +161,8 @@ def check_accuracy_fn(fn: Callable[[torch.Tensor, torch.Tensor], object]) -> Fee
         logits = torch.randn(n, k, generator=g)
         y = torch.randint(0, k, (n,), generator=g)
         cases.append((logits, y))
-    # A case whose answer differs between argmax over classes (dim=1) and over the batch (dim=0).
-    cases.append((torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]), torch.tensor([1, 0, 0])))
+    # Square logits: argmax over the batch (dim=0) runs without error but gives 1/3, not 1.
+    cases.append((torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1], [0.3, 0.7, 0.0]]), torch.tensor([1, 0, 1])))
     for logits, y in cases:
         truth = (logits.argmax(dim=1) == y).double().mean().item()
         try:
@@ -170,7 +172,7 @@ def check_accuracy_fn(fn: Callable[[torch.Tensor, torch.Tensor], object]) -> Fee
                           "(logits.argmax(dim=1) == y) compares each prediction with its label.")
         if isinstance(got, torch.Tensor):
             return _wrong("it returned a tensor.", "call .item() to turn a one-element tensor into a float.")
-        if not isinstance(got, (int, float)) or isinstance(got, bool):
+        if not isinstance(got, numbers.Real) or isinstance(got, bool):
             return _wrong(f"it returned {type(got).__name__}, expected a float.")
         if math.isclose(got, 100 * truth, rel_tol=1e-6) and truth not in (0.0,):
             if not math.isclose(got, truth, rel_tol=1e-6):

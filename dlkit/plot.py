@@ -95,7 +95,11 @@ def show_images(
         if k >= n:
             continue
         img = pics[k]
-        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
+        if img.shape[-1] == 1:
+            # Fixed limits: without them a 2-D image is contrast-stretched (a white one shows black).
+            ax.imshow(img[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
+        else:
+            ax.imshow(img)
         if predictions is not None:
             ok = int(predictions[k]) == int(labels[k])  # type: ignore[index]
             ax.set_title(

@@ -1,0 +1,444 @@
+"""Tests for dlkit.train: fit, evaluate, predict and History."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from dlkit.data import load, make_loader, to_tensors
+from dlkit.env import seed_everything
+from dlkit.train import History, Prediction, evaluate, fit, predict
+
+CPU = "cpu"
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# --------------------------------------------------------------------------- #
+# Helpers
+# --------------------------------------------------------------------------- #
+def _blobs(n_per_class: int = 100, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two well separated Gaussian blobs in 2-D, labels 0 and 1."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(n_per_class, 2, generator=g) + torch.tensor([2.5, 2.5])
+    b = torch.randn(n_per_class, 2, generator=g) - torch.tensor([2.5, 2.5])
+    X = torch.cat([a, b])
+    y = torch.cat([torch.zeros(n_per_class), torch.ones(n_per_class)]).long()
+    return X, y
+
+
+def _linear(seed: int = 0, k: int = 2) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Linear(2, k)
+
+
+class _WrongView(nn.Module):
+    """Flattens with x.view(-1, n) and the wrong n, so the batch dimension doubles."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.view(-1, 1))
+
+
+class _NoLen:
+    """A re-iterable loader without __len__."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __iter__(self):
+        return iter(self.loader)
+
+
+def _quiet_fit(*args, **kwargs) -> History:
+    kwargs.setdefault("device", CPU)
+    kwargs.setdefault("progress", False)
+    kwargs.setdefault("verbose", False)
+    return fit(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------- #
+# fit
+# --------------------------------------------------------------------------- #
+def test_fit_learns_blobs():
+    X, y = _blobs()
+    model = _linear()
+    before = evaluate(model, make_loader(X, y, 50), device=CPU)
+    h = _quiet_fit(model, make_loader(X, y, 32, shuffle=True, seed=0), epochs=5, lr=0.05)
+    after = evaluate(model, make_loader(X, y, 50), device=CPU)
+    assert h.train_loss[-1] < h.train_loss[0]
+    assert after["loss"] < before["loss"]
+    assert h.train_acc[-1] >= 0.97
+    assert after["accuracy"] >= 0.97
+
+
+def test_fit_learns_shapes_with_a_small_cnn():
+    torch.manual_seed(0)
+    tr = load("shapes", num_samples=600, image_size=16)
+    te = load("shapes", "test", num_samples=200, image_size=16)
+    X, y = to_tensors(tr, [0.5] * 3, [0.3] * 3)
+    Xt, yt = to_tensors(te, [0.5] * 3, [0.3] * 3)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(), nn.Linear(16, 4),
+    )
+    h = _quiet_fit(model, make_loader(X, y, 32, shuffle=True, seed=0), make_loader(Xt, yt, 100),
+                   epochs=8, lr=3e-3)
+    assert h.train_loss[-1] < 0.5 * h.train_loss[0]
+    assert h.val_acc[-1] >= 0.85
+    assert h.best_epoch("val_acc") >= 4
+
+
+def test_history_columns_and_val_nan_without_val_loader():
+    X, y = _blobs(20)
+    h = _quiet_fit(_linear(), make_loader(X, y, 16), epochs=3)
+    assert isinstance(h, History)
+    assert len(h) == 3
+    assert h.epoch == [1, 2, 3]
+    for name, column in h.as_dict().items():
+        assert len(column) == 3, name
+    assert all(math.isnan(v) for v in h.val_loss + h.val_acc)
+    assert all(0.0 <= a <= 1.0 for a in h.train_acc)
+    assert all(t > 0 for t in h.time)
+    assert all(r > 0 for r in h.images_per_s)
+    assert h.lr == pytest.approx([1e-3] * 3)
+    assert set(h.as_dict()) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
+                                "time", "images_per_s"}
+
+
+def test_history_with_val_loader_matches_evaluate():
+    X, y = _blobs(30)
+    Xv, yv = _blobs(10, seed=1)
+    model = _linear()
+    h = _quiet_fit(model, make_loader(X, y, 16), make_loader(Xv, yv, 7), epochs=2, lr=0.05)
+    assert not any(math.isnan(v) for v in h.val_loss + h.val_acc)
+    last = evaluate(model, make_loader(Xv, yv, 7), device=CPU)
+    assert h.val_loss[-1] == pytest.approx(last["loss"])
+    assert h.val_acc[-1] == pytest.approx(last["accuracy"])
+
+
+def test_history_best_epoch():
+    h = History(epoch=[1, 2, 3], train_loss=[0.9, 0.5, 0.6], train_acc=[0.5, 0.9, 0.8],
+                val_loss=[1.0, 0.8, 0.7], val_acc=[0.4, 0.7, 0.6], lr=[1e-3] * 3,
+                time=[1.0] * 3, images_per_s=[10.0] * 3)
+    assert h.best_epoch() == 3
+    assert h.best_epoch("val_acc") == 2
+    assert h.best_epoch("train_loss") == 2
+    assert h.best_epoch("train_acc") == 2
+
+
+def test_history_best_epoch_errors():
+    h = History(epoch=[1, 2], train_loss=[0.9, 0.5], train_acc=[0.5, 0.9],
+                val_loss=[math.nan, math.nan], val_acc=[math.nan, math.nan], lr=[1e-3] * 2,
+                time=[1.0] * 2, images_per_s=[10.0] * 2)
+    with pytest.raises(ValueError, match="no recorded values.*val_loader"):
+        h.best_epoch("val_loss")
+    with pytest.raises(ValueError, match="recorded loss or accuracy column, got 'time'"):
+        h.best_epoch("time")
+    with pytest.raises(ValueError, match="recorded loss or accuracy column"):
+        History().best_epoch()
+
+
+def test_history_str():
+    X, y = _blobs(20)
+    h = _quiet_fit(_linear(), make_loader(X, y, 16), epochs=2)
+    lines = str(h).splitlines()
+    assert lines[0].split() == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
+    assert len(lines) == 3
+    assert lines[1].split()[0] == "1" and lines[2].split()[0] == "2"
+    assert f"{h.train_loss[1]:.4f}" in lines[2]
+    assert f"{h.train_acc[1]:.2%}" in lines[2]
+    assert "nan" in lines[1]
+    assert str(History()).splitlines() == [lines[0]]
+
+
+def test_fit_with_user_optimizer_and_per_step_scheduler():
+    X, y = _blobs(25)  # 50 examples
+    loader = make_loader(X, y, 16)  # 4 batches, the last of 2
+    model = _linear()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.9)
+    epochs = 3
+    h = _quiet_fit(model, loader, epochs=epochs, optimizer=opt, scheduler=sched, lr=123.0)
+    steps = len(loader)
+    assert steps == 4
+    assert sched.last_epoch == epochs * steps
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.9 ** (epochs * steps))
+    assert h.lr == pytest.approx([0.1 * 0.9 ** (e * steps) for e in range(1, epochs + 1)])
+
+
+def test_fit_uses_the_given_optimizer():
+    X, y = _blobs(10)
+    model = _linear()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: nothing may change
+    before = [p.detach().clone() for p in model.parameters()]
+    h = _quiet_fit(model, make_loader(X, y, 8), epochs=2, optimizer=opt, lr=1.0)
+    for b, p in zip(before, model.parameters()):
+        assert torch.equal(b, p)
+    assert h.train_loss[0] == pytest.approx(h.train_loss[1])
+
+
+def test_fit_quiet_prints_nothing(capsys):
+    X, y = _blobs(10)
+    _quiet_fit(_linear(), make_loader(X, y, 8), epochs=2)
+    out, err = capsys.readouterr()
+    assert out == "" and err == ""
+
+
+def test_fit_verbose_prints_one_line_per_epoch(capsys):
+    X, y = _blobs(10)
+    Xv, yv = _blobs(5, seed=1)
+    h = _quiet_fit(_linear(), make_loader(X, y, 8), make_loader(Xv, yv, 4), epochs=3, verbose=True)
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 3
+    for e, line in enumerate(lines, 1):
+        assert line.startswith(f"epoch {e}/3  train loss {h.train_loss[e - 1]:.4f}")
+        assert "val loss" in line
+
+
+def test_fit_verbose_without_val_has_no_val_text(capsys):
+    X, y = _blobs(10)
+    _quiet_fit(_linear(), make_loader(X, y, 8), epochs=2, verbose=True)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert len(lines) == 2
+    assert not any("val" in line for line in lines)
+
+
+def test_fit_progress_bar_writes_to_stderr(capsys):
+    X, y = _blobs(10)
+    _quiet_fit(_linear(), make_loader(X, y, 8), epochs=1, progress=True)
+    assert "epoch 1/1" in capsys.readouterr().err
+
+
+def test_fit_wrong_view_mentions_flatten():
+    X, y = _blobs(10)
+    with pytest.raises(ValueError, match=r"shape \(16, 2\) for a batch of 8.*flatten"):
+        _quiet_fit(_WrongView(), make_loader(X, y, 8), epochs=1)
+
+
+def test_evaluate_wrong_view_mentions_flatten():
+    X, y = _blobs(10)
+    with pytest.raises(ValueError, match="flatten"):
+        evaluate(_WrongView(), make_loader(X, y, 8), device=CPU)
+
+
+def test_fit_one_dimensional_output_raises():
+    X, y = _blobs(10)
+
+    class OneD(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 1)
+
+        def forward(self, x):
+            return self.fc(x).squeeze(1)
+
+    with pytest.raises(ValueError, match=r"expected \(8, num_classes\)"):
+        _quiet_fit(OneD(), make_loader(X, y, 8), epochs=1)
+
+
+@pytest.mark.parametrize("epochs", [0, -1, 1.5, True, "2"])
+def test_fit_bad_epochs(epochs):
+    X, y = _blobs(5)
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+        _quiet_fit(_linear(), make_loader(X, y, 4), epochs=epochs)
+
+
+def test_fit_empty_loader():
+    with pytest.raises(ValueError, match="train_loader is empty"):
+        _quiet_fit(_linear(), [], epochs=1)
+    empty = make_loader(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long), 4)
+    with pytest.raises(ValueError, match="train_loader is empty"):
+        _quiet_fit(_linear(), empty, epochs=1)
+
+
+def test_fit_empty_loader_without_len():
+    with pytest.raises(ValueError, match="yielded no examples"):
+        _quiet_fit(_linear(), _NoLen([]), epochs=1)
+
+
+def test_fit_loader_without_len_works():
+    X, y = _blobs(20)
+    h = _quiet_fit(_linear(), _NoLen(make_loader(X, y, 16)), epochs=2, lr=0.05)
+    assert len(h) == 2
+    assert h.train_loss[1] < h.train_loss[0]
+
+
+def test_fit_needs_targets():
+    X, _ = _blobs(5)
+    with pytest.raises(TypeError, match=r"fit needs \(X, y\) batches"):
+        _quiet_fit(_linear(), [X], epochs=1)
+    with pytest.raises(TypeError, match=r"expected each batch to be a tensor X or a pair \(X, y\).*dict"):
+        _quiet_fit(_linear(), [{"x": X}], epochs=1)
+
+
+def test_fit_nan_loss_raises():
+    X, y = _blobs(5)
+
+    def nan_loss(out, target):
+        return out.sum() * float("nan")
+
+    with pytest.raises(FloatingPointError, match="nan in epoch 1.*lower the learning rate"):
+        _quiet_fit(_linear(), make_loader(X, y, 4), epochs=2, loss_fn=nan_loss)
+
+
+def test_fit_soft_labels():
+    X, y = _blobs(40)
+    soft = torch.nn.functional.one_hot(y, 2).float() * 0.9 + 0.05  # label smoothing by hand
+    Xv, yv = _blobs(10, seed=1)
+    soft_v = torch.nn.functional.one_hot(yv, 2).float() * 0.8 + 0.1
+    model = _linear()
+    h = _quiet_fit(model, make_loader(X, soft, 16), make_loader(Xv, soft_v, 8), epochs=4, lr=0.05)
+    assert h.train_acc[-1] >= 0.95
+    assert h.val_acc[-1] >= 0.95
+    with torch.no_grad():
+        hard = (model(Xv).argmax(1) == yv).double().mean().item()
+    assert h.val_acc[-1] == pytest.approx(hard)
+
+
+def test_fit_is_deterministic_with_a_seed():
+    X, y = _blobs(30)
+
+    def run():
+        seed_everything(7)
+        model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, 2))
+        return _quiet_fit(model, make_loader(X, y, 16, shuffle=True, seed=7), epochs=3)
+
+    a, b = run(), run()
+    assert a.train_loss == b.train_loss
+    assert a.train_acc == b.train_acc
+
+
+def test_fit_leaves_model_on_device_in_train_mode():
+    X, y = _blobs(5)
+    model = _linear()
+    model.eval()
+    _quiet_fit(model, make_loader(X, y, 4), epochs=1)
+    assert model.training
+    assert next(model.parameters()).device.type == "cpu"
+
+
+# --------------------------------------------------------------------------- #
+# evaluate
+# --------------------------------------------------------------------------- #
+def test_evaluate_matches_hand_computation_with_short_last_batch():
+    X, y = _blobs(5)  # 10 examples
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(10, 2, generator=g)  # random data, so accuracy is neither 0 nor 1
+    y = torch.randint(0, 3, (10,), generator=g)
+    model = _linear(k=3)
+    loader = make_loader(X, y, 4)  # batches of 4, 4, 2
+    assert [len(b[1]) for b in loader] == [4, 4, 2]
+    res = evaluate(model, loader, device=CPU)
+    with torch.no_grad():
+        out = model(X)
+        full = nn.CrossEntropyLoss()(out, y).item()
+        batch_means = [nn.CrossEntropyLoss()(out[i:i + 4], y[i:i + 4]).item() for i in (0, 4, 8)]
+        hand_acc = (out.argmax(1) == y).sum().item() / 10
+    unweighted = sum(batch_means) / 3
+    assert abs(unweighted - full) > 1e-4  # the test can tell weighting from no weighting
+    assert res["loss"] == pytest.approx(full, rel=1e-6)
+    assert res["accuracy"] == hand_acc
+    assert set(res) == {"loss", "accuracy"}
+
+
+def test_evaluate_custom_loss():
+    X, y = _blobs(6)
+    model = _linear()
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.2)
+    res = evaluate(model, make_loader(X, y, 5), loss_fn=loss_fn, device=CPU)
+    with torch.no_grad():
+        assert res["loss"] == pytest.approx(loss_fn(model(X), y).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_evaluate_restores_mode(training):
+    X, y = _blobs(5)
+    seen = []
+
+    class Spy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+
+        def forward(self, x):
+            seen.append(self.training)
+            return self.fc(x)
+
+    model = Spy().train(training)
+    evaluate(model, make_loader(X, y, 4), device=CPU)
+    assert seen and not any(seen)  # evaluated in eval mode
+    assert model.training is training
+
+
+def test_evaluate_restores_mode_after_an_error():
+    X, y = _blobs(5)
+    model = _WrongView().train()
+    with pytest.raises(ValueError):
+        evaluate(model, make_loader(X, y, 4), device=CPU)
+    assert model.training
+
+
+def test_evaluate_errors():
+    X, y = _blobs(5)
+    with pytest.raises(ValueError, match="yielded no examples"):
+        evaluate(_linear(), [], device=CPU)
+    with pytest.raises(TypeError, match=r"evaluate needs \(X, y\) batches.*predict"):
+        evaluate(_linear(), [X], device=CPU)
+
+
+def test_evaluate_does_not_track_gradients():
+    X, y = _blobs(5)
+    model = _linear()
+    evaluate(model, make_loader(X, y, 4), device=CPU)
+    assert all(p.grad is None for p in model.parameters())
+
+
+# --------------------------------------------------------------------------- #
+# predict
+# --------------------------------------------------------------------------- #
+def test_predict_tensor_and_loader_agree():
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(23, 2, generator=g)
+    y = torch.randint(0, 3, (23,), generator=g)
+    model = _linear(k=3)
+    a = predict(model, X, device=CPU, batch_size=5)
+    b = predict(model, make_loader(X, y, 5), device=CPU)
+    c = predict(model, [X[:10], X[10:]], device=CPU)  # loader of X alone
+    assert isinstance(a, Prediction)
+    assert a.labels.dtype == torch.int64 and a.labels.shape == (23,)
+    assert a.probs.dtype == torch.float32 and a.probs.shape == (23, 3)
+    assert torch.equal(a.labels, b.labels) and torch.equal(a.probs, b.probs)
+    assert torch.equal(a.labels, c.labels)
+    torch.testing.assert_close(a.probs, c.probs)
+    torch.testing.assert_close(a.probs.sum(1), torch.ones(23))
+    with torch.no_grad():
+        out = model(X)
+    assert torch.equal(a.labels, out.argmax(1))
+    torch.testing.assert_close(a.probs, out.softmax(1))
+
+
+def test_predict_restores_mode():
+    model = _linear().train()
+    predict(model, torch.randn(4, 2), device=CPU)
+    assert model.training
+    model.eval()
+    predict(model, torch.randn(4, 2), device=CPU)
+    assert not model.training
+
+
+def test_predict_errors():
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        predict(_linear(), torch.randn(4, 2), device=CPU, batch_size=0)
+    with pytest.raises(ValueError, match="no inputs to predict"):
+        predict(_linear(), [], device=CPU)
+    with pytest.raises(ValueError, match=r"expected the model to return \(4, num_classes\) logits"):
+        predict(_WrongView(), torch.randn(4, 2), device=CPU)
