@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-__all__ = ["Feedback", "check_flatten_size", "check_model", "check_accuracy_fn"]
+__all__ = ["Feedback", "check_num_steps", "check_flatten_size", "check_model", "check_accuracy_fn"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +48,51 @@ def _wrong(message: str, hint: str = "") -> Feedback:
     return Feedback(False, message, hint)
 
 
+def _whole_number(answer: object) -> int | None:
+    if isinstance(answer, bool) or not isinstance(answer, numbers.Real):
+        return None
+    if not math.isfinite(answer) or answer != int(answer):
+        return None
+    return int(answer)
+
+
+def check_num_steps(
+    answer: object, num_examples: int, batch_size: int, epochs: int, drop_last: bool = False
+) -> Feedback:
+    """Check the number of optimizer steps (mini-batches) in a training run.
+
+    Used in chapter 00 (how to use this book) and needed for per-step schedules in chapter 01.
+
+    Args:
+        answer: The learner's number.
+        num_examples: Training examples per epoch.
+        batch_size: Examples per mini-batch.
+        epochs: Passes over the training set.
+        drop_last: Whether the last, incomplete batch is dropped.
+
+    Returns:
+        The :class:`Feedback`.
+    """
+    full, rest = divmod(num_examples, batch_size)
+    per_epoch = full if drop_last or rest == 0 else full + 1
+    truth = per_epoch * epochs
+    value = _whole_number(answer)
+    if value is None:
+        return _wrong(f"expected a whole number, got {answer!r}.",
+                      "steps per epoch × epochs, where steps per epoch = examples / batch size, rounded.")
+    if value == truth:
+        return _right(f"{per_epoch:,} steps per epoch × {epochs} epochs = {truth:,} steps.")
+    if value == per_epoch:
+        return _wrong(f"{value:,} is the number of steps in one epoch.", f"the run has {epochs} epochs.")
+    if not drop_last and rest and value == full * epochs:
+        return _wrong(f"{value:,} leaves out the last, smaller batch of {rest} examples.",
+                      "round the division up: math.ceil(num_examples / batch_size).")
+    if value == num_examples * epochs:
+        return _wrong(f"{value:,} counts examples, not batches.", f"each step processes {batch_size} examples.")
+    return _wrong(f"{value:,} is not the number of steps.",
+                  "steps per epoch = ceil(examples / batch size); multiply by the number of epochs.")
+
+
 def check_flatten_size(
     answer: object, layers: nn.Module, image_size: int, in_channels: int = 3
 ) -> Feedback:
@@ -68,10 +113,10 @@ def check_flatten_size(
         out = layers(torch.zeros(1, in_channels, image_size, image_size))
     c, h, w = out.shape[1:] if out.ndim == 4 else (1, 1, out.shape[-1])
     truth = int(out[0].numel())
-    if (isinstance(answer, bool) or not isinstance(answer, numbers.Real) or not math.isfinite(answer)
-            or answer != int(answer)):
+    value = _whole_number(answer)
+    if value is None:
         return _wrong(f"expected a whole number, got {answer!r}.", "multiply channels × height × width.")
-    answer = int(answer)
+    answer = value
     if answer == truth:
         return _right(f"the layers turn a {in_channels}×{image_size}×{image_size} image into "
                       f"{c}×{h}×{w} = {truth:,} features.")

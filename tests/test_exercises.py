@@ -9,7 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from dlkit.exercises import Feedback, check_accuracy_fn, check_flatten_size, check_model
+from dlkit.exercises import (
+    Feedback,
+    check_accuracy_fn,
+    check_flatten_size,
+    check_model,
+    check_num_steps,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -286,3 +292,31 @@ def test_accuracy_fn_not_a_number(value, name):
     assert not fb
     assert f"it returned {name}, expected a float" in fb.message
 
+
+
+# --------------------------------------------------------------------------- #
+# check_num_steps
+# --------------------------------------------------------------------------- #
+def test_check_num_steps_right_answer():
+    fb = check_num_steps(3 * 40, 1000, 25, 3)
+    assert fb and "40 steps per epoch" in fb.message
+    assert check_num_steps(3 * 8, 1000, 128, 3)  # 7 full batches + 1 partial
+    assert check_num_steps(3 * 7, 1000, 128, 3, drop_last=True)
+
+
+@pytest.mark.parametrize(
+    ("answer", "fragment"),
+    [
+        (8, "one epoch"),
+        (21, "last, smaller batch"),
+        (3000, "counts examples"),
+        (99, "is not the number of steps"),
+        (None, "whole number"),
+        (2.5, "whole number"),
+    ],
+)
+def test_check_num_steps_wrong_answers(answer, fragment):
+    fb = check_num_steps(answer, 1000, 128, 3)
+    assert not fb
+    assert fragment in fb.message
+    assert fb.hint

@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("notebooks", nargs="+", type=Path)
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     args = parser.parse_args(argv)
+    # The python3 kernel spec runs "python" from PATH: make that the interpreter running us, so
+    # chapters execute with the same packages whether or not a virtual environment is activated.
+    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
     failed = 0
     for path in args.notebooks:
         if path.suffix != ".ipynb" or not path.is_file():

@@ -1,0 +1,41 @@
+# Set-up and everyday commands. Each target creates the virtual environment first if needed.
+#   make book      build the book into _build/html/index.html
+#   make test      run the dlkit unit tests and re-run every chapter under nbval
+#   make execute   re-execute the chapters in place, refreshing their committed outputs
+#   make student   write student copies of the chapters, without solutions, to student/
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+# The virtual environment's tools (jupyter-book, pytest, the python3 kernel) come first.
+export PATH := $(BIN):$(PATH)
+
+CHAPTERS := $(sort $(wildcard chapters/*.ipynb))
+
+.PHONY: book test execute student benchmark clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -e .
+	touch $@
+
+book: $(VENV)/.installed
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "The book is at _build/html/index.html"
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -n 2 --dist loadscope \
+	    --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+execute: $(VENV)/.installed
+	$(BIN)/python tools/execute_notebooks.py $(CHAPTERS)
+
+student: $(VENV)/.installed
+	$(BIN)/python tools/student_copies.py $(CHAPTERS) --out student
+
+benchmark: $(VENV)/.installed
+	$(BIN)/python benchmarks/fit_overhead.py
+
+clean:
+	rm -rf _build student
