@@ -33,8 +33,8 @@ class Feedback:
 
     def __str__(self) -> str:
         if self.ok:
-            return f"✅ Correct. {self.message}"
-        text = f"❌ Not yet. {self.message}"
+            return f"✔ Correct. {self.message}"
+        text = f"✘ Not yet. {self.message}"
         return f"{text}\n   Hint: {self.hint}" if self.hint else text
 
     __repr__ = __str__

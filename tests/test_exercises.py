@@ -28,9 +28,9 @@ def test_feedback_truthiness_and_text():
     bad = Feedback(False, "off by one.", "count again.")
     bare = Feedback(False, "wrong.")
     assert good and not bad and not bare
-    assert str(good) == "✅ Correct. fine."
-    assert str(bad) == "❌ Not yet. off by one.\n   Hint: count again."
-    assert str(bare) == "❌ Not yet. wrong."
+    assert str(good) == "✔ Correct. fine."
+    assert str(bad) == "✘ Not yet. off by one.\n   Hint: count again."
+    assert str(bare) == "✘ Not yet. wrong."
     assert repr(bad) == str(bad)
     with pytest.raises(dataclasses.FrozenInstanceError):
         good.ok = False  # type: ignore[misc]
@@ -49,7 +49,7 @@ def test_flatten_size_right(answer):
     fb = check_flatten_size(answer, _layers(), 32)
     assert fb
     assert "8×16×16 = 2,048 features" in fb.message
-    assert str(fb).startswith("✅")
+    assert str(fb).startswith("✔")
 
 
 def test_flatten_size_positions_only():
@@ -57,7 +57,7 @@ def test_flatten_size_positions_only():
     assert not fb
     assert "256 counts positions only" in fb.message
     assert "16×16 positions has 8 channels" in fb.hint
-    assert str(fb).startswith("❌") and "Hint: each of the 16×16" in str(fb)
+    assert str(fb).startswith("✘") and "Hint: each of the 16×16" in str(fb)
 
 
 def test_flatten_size_before_pooling():
@@ -147,7 +147,7 @@ def test_check_model_right():
     assert fb
     n_params = sum(p.numel() for p in GoodNet().parameters())
     assert f"2 conv layer(s), {n_params:,} parameters, outputs (3, 10)" in fb.message
-    assert str(fb).startswith("✅ Correct.")
+    assert str(fb).startswith("✔ Correct.")
 
 
 def test_check_model_other_shapes():
@@ -246,7 +246,7 @@ def test_accuracy_fn_right(fn):
     fb = check_accuracy_fn(fn)
     assert fb, str(fb)
     assert "matches the reference" in fb.message
-    assert str(fb).startswith("✅")
+    assert str(fb).startswith("✔")
 
 
 def test_accuracy_fn_percentage():
