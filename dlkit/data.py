@@ -434,7 +434,8 @@ def _read_torchvision_cifar10(folder: Path, split: str) -> tuple[np.ndarray, np.
     except RuntimeError as err:
         raise ValueError(
             f"{folder / 'cifar-10-batches-py'}: torchvision could not read CIFAR-10 there "
-            f"(files missing or failing their md5 check): {err}"
+            f"(files missing or failing their md5 check, e.g. an interrupted download): {err}. "
+            "Delete that folder to download it again, or point DLKIT_DATA_DIR elsewhere."
         ) from err
     x, y = np.asarray(ds.data), np.asarray(ds.targets)
     _check_arrays(x, y, "cifar10", str(folder / "cifar-10-batches-py"), len(CIFAR10_CLASSES))
@@ -503,7 +504,7 @@ def _cache_dir() -> Path:
 def data_dirs(name: str, root: PathLike | None = None) -> list[tuple[Path, str]]:
     """Return the folders :func:`load` searches for ``name``, in order, with why.
 
-    Used in chapter 01 (quickstart) to show where the data is expected.
+    Used by :func:`load` and its error message; call it to see where files are expected.
 
     Args:
         name: ``"cifar10"`` or ``"fashion_mnist"``.

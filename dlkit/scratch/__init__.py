@@ -1,0 +1,1 @@
+"""From-scratch implementations whose derivation is the lesson (chapters 05 and 06)."""
