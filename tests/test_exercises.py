@@ -320,3 +320,65 @@ def test_check_num_steps_wrong_answers(answer, fragment):
     assert not fb
     assert fragment in fb.message
     assert fb.hint
+
+
+# --------------------------------------------------------------------------- #
+# check_relu_backward, check_softmax_ce_grad, check_adam_step (chapters 05, 06)
+# --------------------------------------------------------------------------- #
+from dlkit.exercises import check_adam_step, check_relu_backward, check_softmax_ce_grad  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("fn", "ok", "fragment"),
+    [
+        (lambda x, g: g * (x > 0), True, "x > 0"),
+        (lambda x, g: g, False, "passes through everywhere"),
+        (lambda x, g: (x > 0).double(), False, "local derivative only"),
+        (lambda x, g: g * (x >= 0), False, "at x = 0"),
+        (lambda x, g: g[:, :2], False, "shape"),
+        (lambda x, g: 1 / 0, False, "ZeroDivisionError"),
+        (lambda x, g: g.tolist(), False, "should be a tensor"),
+    ],
+)
+def test_check_relu_backward(fn, ok, fragment):
+    fb = check_relu_backward(fn)
+    assert bool(fb) is ok
+    assert fragment in fb.message
+
+
+def _onehot(y, k):
+    return torch.nn.functional.one_hot(y, k).to(torch.float64)
+
+
+@pytest.mark.parametrize(
+    ("fn", "ok", "fragment"),
+    [
+        (lambda z, y: (torch.softmax(z, 1) - _onehot(y, z.shape[1])) / len(y), True, "stable"),
+        (lambda z, y: torch.softmax(z, 1) - _onehot(y, z.shape[1]), False, "summed loss"),
+        (lambda z, y: (_onehot(y, z.shape[1]) - torch.softmax(z, 1)) / len(y), False, "sign"),
+        (lambda z, y: torch.softmax(z, 1) / len(y), False, "one-hot"),
+        (lambda z, y: (z.exp() / z.exp().sum(1, keepdim=True) - _onehot(y, z.shape[1])) / len(y),
+         False, "nan or inf"),
+    ],
+)
+def test_check_softmax_ce_grad(fn, ok, fragment):
+    fb = check_softmax_ce_grad(fn)
+    assert bool(fb) is ok
+    assert fragment in fb.message
+
+
+def _adam(p, g, m, v, t, lr, b1, b2, eps, correct=True, square=True):
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * (g * g if square else g.abs())
+    mh, vh = (m / (1 - b1**t), v / (1 - b2**t)) if correct else (m, v)
+    return p - lr * mh / (vh.sqrt() + eps), m, v
+
+
+def test_check_adam_step_right_and_wrong():
+    assert check_adam_step(_adam)
+    fb = check_adam_step(lambda *a: _adam(*a, correct=False))
+    assert not fb and "without bias correction" in fb.message and "1 − beta1**t" in fb.hint
+    fb = check_adam_step(lambda *a: _adam(*a, square=False))
+    assert not fb and "second moment" in fb.message
+    fb = check_adam_step(lambda p, g, m, v, t, lr, b1, b2, eps: p)
+    assert not fb and "tuple (param, m, v)" in fb.message
