@@ -504,7 +504,7 @@ def _cache_dir() -> Path:
 def data_dirs(name: str, root: PathLike | None = None) -> list[tuple[Path, str]]:
     """Return the folders :func:`load` searches for ``name``, in order, with why.
 
-    Used by :func:`load` and its error message; call it to see where files are expected.
+    Used in chapter 00 (where the data comes from) and by :func:`load`'s error message.
 
     Args:
         name: ``"cifar10"`` or ``"fashion_mnist"``.

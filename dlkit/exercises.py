@@ -26,6 +26,7 @@ __all__ = [
     "check_relu_backward",
     "check_softmax_ce_grad",
     "check_adam_step",
+    "check_critical_lr",
 ]
 
 
@@ -380,3 +381,36 @@ def check_adam_step(fn: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Te
         return _wrong(f"step {t} gives a parameter different from torch.optim.Adam.",
                       "θ ← θ − lr · m̂ / (√v̂ + eps), with m̂ and v̂ bias-corrected.")
     return _right("five steps match torch.optim.Adam, bias correction included.")
+
+
+def check_critical_lr(answer: object, curvatures: Sequence[float]) -> Feedback:
+    """Check the largest learning rate at which gradient descent converges on a quadratic.
+
+    For ``f(θ) = ½ Σ_i λ_i θ_i²`` each step multiplies coordinate i by ``1 − η λ_i``; the
+    iteration converges iff ``|1 − η λ_i| < 1`` for all i, i.e. ``η < 2 / max λ``. Used in
+    chapter 06 (optimizers).
+
+    Args:
+        answer: The learner's threshold.
+        curvatures: The eigenvalues ``λ_i`` of the Hessian (all positive).
+
+    Returns:
+        The :class:`Feedback`.
+    """
+    lams = [float(v) for v in curvatures]
+    if not lams or min(lams) <= 0:
+        raise ValueError(f"curvatures must be positive numbers, got {list(curvatures)!r}")
+    truth, big, small = 2 / max(lams), max(lams), min(lams)
+    if isinstance(answer, bool) or not isinstance(answer, numbers.Real) or not math.isfinite(answer):
+        return _wrong(f"expected a number, got {answer!r}.", "each step multiplies θ_i by (1 − η λ_i).")
+    value = float(answer)
+    if math.isclose(value, truth, rel_tol=1e-6):
+        return _right(f"η < 2/λ_max = 2/{big:g} = {truth:g}; above it the steepest direction oscillates "
+                      "with growing amplitude.")
+    if math.isclose(value, 1 / big, rel_tol=1e-6):
+        return _wrong(f"1/λ_max = {value:g} is the step that solves the steepest coordinate in one step, "
+                      "not the limit of convergence.", "find where |1 − η λ| reaches 1.")
+    if math.isclose(value, 2 / small, rel_tol=1e-6):
+        return _wrong("that threshold belongs to the flattest direction.",
+                      "every coordinate must converge: the largest λ decides.")
+    return _wrong(f"{value:g} is not the threshold.", "solve |1 − η λ_max| < 1 for η.")

@@ -382,3 +382,18 @@ def test_check_adam_step_right_and_wrong():
     assert not fb and "second moment" in fb.message
     fb = check_adam_step(lambda p, g, m, v, t, lr, b1, b2, eps: p)
     assert not fb and "tuple (param, m, v)" in fb.message
+
+
+def test_check_critical_lr():
+    from dlkit.exercises import check_critical_lr
+
+    assert check_critical_lr(2 / 25, [1, 25])
+    fb = check_critical_lr(1 / 25, [1, 25])
+    assert not fb and "one step" in fb.message
+    fb = check_critical_lr(2.0, [1, 25])
+    assert not fb and "flattest" in fb.message
+    fb = check_critical_lr(0.3, [1, 25])
+    assert not fb and "not the threshold" in fb.message
+    assert not check_critical_lr("fast", [1, 25])
+    with pytest.raises(ValueError, match="positive"):
+        check_critical_lr(0.1, [0, 1])
