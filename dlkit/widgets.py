@@ -41,6 +41,13 @@ def _png(fig: Figure) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+class _ShownFigure(Figure):
+    """A figure outside pyplot (so it never leaks or shows twice) that Jupyter displays as PNG."""
+
+    def _repr_png_(self) -> bytes:
+        return base64.b64decode(_png(self))
+
+
 class Explorer:
     """Controls plus a figure that is redrawn whenever a control changes.
 
@@ -236,7 +243,7 @@ def plot_trajectories(
     if own_figure:  # size the axes to the window's shape, plus room for the legend
         width = min(5.5, 4.2 * (x1 - x0) / (y1 - y0))
         size = (width + 3.0, width * (y1 - y0) / (x1 - x0) + 0.9)
-        ax = Figure(figsize=size, layout="constrained").add_subplot()
+        ax = _ShownFigure(figsize=size, layout="constrained").add_subplot()
     xs = torch.linspace(*obj.xlim, 300, dtype=torch.float64)
     ys = torch.linspace(*obj.ylim, 300, dtype=torch.float64)
     gx, gy = torch.meshgrid(xs, ys, indexing="xy")

@@ -188,3 +188,10 @@ def test_explorer_rejects_bad_names():
         trajectory_explorer(optimizers=("SGD", "Lion"))
     with pytest.raises(ValueError, match="unknown objective"):
         trajectory_explorer("himmelblau")
+
+
+def test_plot_trajectories_figure_displays_itself_as_png():
+    from dlkit.widgets import plot_trajectories, run_trajectory
+
+    fig = plot_trajectories("quadratic", {"SGD": run_trajectory("quadratic", "SGD", lr=0.05, steps=5)})
+    assert fig._repr_png_().startswith(b"\x89PNG\r\n\x1a\n")
