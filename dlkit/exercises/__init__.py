@@ -9,13 +9,14 @@ is the last line of a cell.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import numbers
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
+
+from dlkit.exercises.feedback import Feedback, _right, _wrong
 
 __all__ = [
     "Feedback",
@@ -28,34 +29,6 @@ __all__ = [
     "check_adam_step",
     "check_critical_lr",
 ]
-
-
-@dataclasses.dataclass(frozen=True)
-class Feedback:
-    """The verdict of a check: ``ok``, what was found, and a hint when it is wrong."""
-
-    ok: bool
-    message: str
-    hint: str = ""
-
-    def __bool__(self) -> bool:
-        return self.ok
-
-    def __str__(self) -> str:
-        if self.ok:
-            return f"✔ Correct. {self.message}"
-        text = f"✘ Not yet. {self.message}"
-        return f"{text}\n   Hint: {self.hint}" if self.hint else text
-
-    __repr__ = __str__
-
-
-def _right(message: str) -> Feedback:
-    return Feedback(True, message)
-
-
-def _wrong(message: str, hint: str = "") -> Feedback:
-    return Feedback(False, message, hint)
 
 
 def _whole_number(answer: object) -> int | None:
@@ -414,3 +387,13 @@ def check_critical_lr(answer: object, curvatures: Sequence[float]) -> Feedback:
         return _wrong("that threshold belongs to the flattest direction.",
                       "every coordinate must converge: the largest λ decides.")
     return _wrong(f"{value:g} is not the threshold.", "solve |1 − η λ_max| < 1 for η.")
+
+
+# Each later chapter keeps its checks in a module of its own; they are re-exported here so that
+# every chapter writes ``from dlkit.exercises import check_...``.
+from dlkit.exercises.ch02 import *  # noqa: E402,F401,F403
+from dlkit.exercises.ch03 import *  # noqa: E402,F401,F403
+from dlkit.exercises.ch04 import *  # noqa: E402,F401,F403
+from dlkit.exercises.ch07 import *  # noqa: E402,F401,F403
+from dlkit.exercises.ch08 import *  # noqa: E402,F401,F403
+from dlkit.exercises.ch09 import *  # noqa: E402,F401,F403
