@@ -7,10 +7,12 @@ chapters reuse them instead of writing the loop again. The loop is the textbook 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Iterable
+import warnings
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import torch
@@ -19,7 +21,10 @@ from tqdm.auto import tqdm
 
 from dlkit.env import pick_device
 
-__all__ = ["History", "Prediction", "fit", "evaluate", "predict"]
+__all__ = ["History", "Prediction", "fit", "evaluate", "predict", "autocast_dtype"]
+
+BatchTransform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+_PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclasses.dataclass
@@ -113,6 +118,74 @@ def _check_outputs(out: torch.Tensor, y: torch.Tensor) -> None:
         )
 
 
+def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``, or ``None`` to run in float32.
+
+    Used in chapter 08 (efficient training). A precision the device cannot run falls back to
+    float32 with a warning instead of failing, so one notebook runs on a laptop and on a GPU.
+
+    Args:
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+        device: The device the model runs on.
+
+    Returns:
+        ``torch.bfloat16``, ``torch.float16`` or ``None`` (plain float32).
+
+    Raises:
+        ValueError: If ``precision`` is not one of the three names.
+    """
+    if precision not in _PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(_PRECISIONS)}, got {precision!r}")
+    dtype = _PRECISIONS[precision]
+    device = torch.device(device)
+    if dtype is None:
+        return None
+    supported = torch.amp.is_autocast_available(device.type)
+    if supported and device.type == "cuda" and dtype is torch.bfloat16:
+        supported = torch.cuda.is_bf16_supported()
+    if supported and device.type == "mps" and dtype is torch.bfloat16:
+        supported = False  # not every macOS version runs bf16 autocast on MPS
+    if not supported:
+        warnings.warn(f"{precision} autocast is not available on {device}; training in fp32",
+                      RuntimeWarning, stacklevel=3)
+        return None
+    return dtype
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _compiled(model: nn.Module) -> Callable[..., torch.Tensor]:
+    try:
+        return torch.compile(model)
+    except Exception as error:  # e.g. no C++ compiler, unsupported Python version
+        warnings.warn(f"torch.compile is unavailable ({error}); running eagerly",
+                      RuntimeWarning, stacklevel=3)
+        return model
+
+
+def _optimizer_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    group_n: int,
+    accumulated: bool,
+) -> None:
+    if accumulated:  # gradients hold sum over examples of d loss_i; make them the group mean
+        for param in model.parameters():
+            if param.grad is not None:
+                param.grad.div_(group_n)
+    scaler.step(optimizer)  # a plain optimizer.step() when the scaler is disabled
+    scaler.update()
+    if scheduler is not None:
+        scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def evaluate(
     model: nn.Module,
     loader: Iterable,
@@ -175,6 +248,11 @@ def fit(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     progress: bool = True,
     verbose: bool = True,
+    train_transform: BatchTransform | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    compile: bool = False,  # noqa: A002  (the name torch uses)
+    accumulation_steps: int = 1,
 ) -> History:
     """Train ``model`` for ``epochs`` epochs and return the per-epoch :class:`History`.
 
@@ -193,18 +271,42 @@ def fit(
             per-step schedules such as ``OneCycleLR`` with ``total_steps=epochs*len(loader)``).
         progress: Show a ``tqdm.auto`` bar (a widget in Jupyter, text in a terminal).
         verbose: Print one summary line per epoch.
+        train_transform: Applied to every training batch ``(X, y)`` after it reaches the device
+            and before the forward pass, returning a new ``(X, y)``: batched augmentation and
+            MixUp/CutMix (chapter 03). Validation batches are left alone.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` mixed precision via ``torch.autocast``
+            (chapter 08); fp16 on CUDA also uses a gradient scaler. Falls back to fp32 with a
+            warning where the device cannot run it.
+        channels_last: Store the model and 4-D inputs in channels-last memory format, which
+            tensor cores and oneDNN convolutions prefer (chapter 08).
+        compile: Train through ``torch.compile(model)`` (chapter 08); the first steps are slow
+            while it compiles. Falls back to eager mode with a warning if compiling fails.
+        accumulation_steps: Sum gradients over this many batches before each optimizer step,
+            weighting every example equally, so ``k`` batches of ``B`` give the update of one
+            batch of ``k*B`` (exactly, for models without batch statistics such as BatchNorm).
+            The last group of an epoch may be shorter. Schedulers step once per optimizer step.
 
     Returns:
         The :class:`History` of the run.
 
     Raises:
-        ValueError: If ``epochs`` < 1, the loader is empty, or the model's outputs do not match
-            the targets' batch size.
+        ValueError: If ``epochs`` < 1, ``accumulation_steps`` < 1, the loader is empty, or the
+            model's outputs do not match the targets' batch size.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    if isinstance(accumulation_steps, bool) or not isinstance(accumulation_steps, int) \
+            or accumulation_steps < 1:
+        raise ValueError(f"accumulation_steps must be a positive integer, got {accumulation_steps!r}")
     device = _as_device(device)
+    amp_dtype = autocast_dtype(precision, device)
     model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    forward = _compiled(model) if compile else model
+    # fp16 has a narrow range: small gradients underflow to zero unless the loss is scaled up.
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16
+                                  and device.type == "cuda")
     optimizer = optimizer if optimizer is not None else torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
     try:
@@ -226,31 +328,45 @@ def fit(
             loss_sum = torch.zeros((), device=device, dtype=torch.float64)
             correct = torch.zeros((), device=device, dtype=torch.int64)
             n = 0
+            # 3. Clear old gradients (set_to_none frees memory instead of writing zeros).
+            optimizer.zero_grad(set_to_none=True)
+            group_n = 0  # examples whose gradients are summed in .grad, awaiting a step
             for step, batch in enumerate(train_loader):
                 X, y = _split_batch(batch)
                 if y is None:
                     raise TypeError("fit needs (X, y) batches, got X alone")
                 X, y = X.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                # 1. Forward pass.
-                out = model(X)
-                if step == 0:
-                    _check_outputs(out, y)
-                # 2. Loss.
-                loss = loss_fn(out, y)
-                # 3. Clear old gradients (set_to_none frees memory instead of writing zeros).
-                optimizer.zero_grad(set_to_none=True)
-                # 4. Backward pass.
-                loss.backward()
-                # 5. Update the weights (and the learning rate, for per-step schedules).
-                optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
+                if train_transform is not None:
+                    X, y = train_transform(X, y)
+                if channels_last and X.ndim == 4:
+                    X = X.contiguous(memory_format=torch.channels_last)
+                # 1. Forward pass (in reduced precision where autocast allows it).
+                with _autocast(device, amp_dtype):
+                    out = forward(X)
+                    if step == 0:
+                        _check_outputs(out, y)
+                    # 2. Loss.
+                    loss = loss_fn(out, y)
+                # 4. Backward pass. Each batch's mean loss is weighted by its size, so the summed
+                # gradients become the mean over the whole group once divided by group_n.
+                weight = y.shape[0] if accumulation_steps > 1 else 1
+                scaler.scale(loss * weight).backward()
+                group_n += y.shape[0]
+                last = steps_per_epoch is not None and step + 1 == steps_per_epoch
+                if (step + 1) % accumulation_steps == 0 or last:
+                    # 5. Update the weights (and the learning rate, for per-step schedules).
+                    _optimizer_step(model, optimizer, scaler, scheduler, group_n,
+                                    accumulation_steps > 1)
+                    group_n = 0
                 # 6. Bookkeeping, without leaving the device.
                 with torch.no_grad():
                     loss_sum += loss.detach().double() * y.shape[0]
                     correct += (out.argmax(dim=1) == _class_targets(y)).sum()
                 n += y.shape[0]
                 bar.update(1)
+            if group_n:  # a loader without len() can end inside a group
+                _optimizer_step(model, optimizer, scaler, scheduler, group_n,
+                                accumulation_steps > 1)
             if n == 0:
                 raise ValueError("train_loader yielded no examples")
             train_time = time.perf_counter() - start

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -10,7 +11,7 @@ from torch import nn
 
 from dlkit.data import load, make_loader, to_tensors
 from dlkit.env import seed_everything
-from dlkit.train import History, Prediction, evaluate, fit, predict
+from dlkit.train import History, Prediction, autocast_dtype, evaluate, fit, predict
 
 CPU = "cpu"
 
@@ -442,3 +443,142 @@ def test_predict_errors():
         predict(_linear(), [], device=CPU)
     with pytest.raises(ValueError, match=r"expected the model to return \(4, num_classes\) logits"):
         predict(_WrongView(), torch.randn(4, 2), device=CPU)
+
+
+# --------------------------------------------------------------------------- #
+# Options for efficient training (chapter 08) and batch transforms (chapter 03)
+# --------------------------------------------------------------------------- #
+def _linear_problem(n: int = 48, d: int = 5, k: int = 3, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d, generator=g, dtype=torch.float64)
+    y = torch.randint(0, k, (n,), generator=g)
+    torch.manual_seed(seed)
+    model = nn.Linear(d, k).double()
+    return X, y, model
+
+
+def _batches(X, y, size):
+    return [(X[i:i + size], y[i:i + size]) for i in range(0, len(X), size)]
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_gradient_accumulation_equals_the_large_batch(k):
+    X, y, small = _linear_problem()
+    big = copy.deepcopy(small)
+    fit(small, _batches(X, y, 4), epochs=2, optimizer=torch.optim.SGD(small.parameters(), lr=0.5),
+        device="cpu", progress=False, verbose=False, accumulation_steps=k)
+    fit(big, _batches(X, y, 4 * k), epochs=2, optimizer=torch.optim.SGD(big.parameters(), lr=0.5),
+        device="cpu", progress=False, verbose=False)
+    for a, b in zip(small.parameters(), big.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_gradient_accumulation_with_a_short_last_group_weights_examples_equally():
+    # 48 examples in batches of 5 and 5 and 5 ... : 10 batches (last has 3), groups of 3 batches
+    # give groups of 15, 15, 15, 3 examples; the same as batches of 15 with a last one of 3.
+    X, y, small = _linear_problem()
+    big = copy.deepcopy(small)
+    fit(small, _batches(X, y, 5), epochs=1, optimizer=torch.optim.SGD(small.parameters(), lr=0.3),
+        device="cpu", progress=False, verbose=False, accumulation_steps=3)
+    fit(big, _batches(X, y, 15), epochs=1, optimizer=torch.optim.SGD(big.parameters(), lr=0.3),
+        device="cpu", progress=False, verbose=False)
+    for a, b in zip(small.parameters(), big.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_accumulation_without_len_flushes_the_last_group():
+    X, y, small = _linear_problem()
+    big = copy.deepcopy(small)
+    fit(small, iter_loader(_batches(X, y, 8)), epochs=1,
+        optimizer=torch.optim.SGD(small.parameters(), lr=0.3), device="cpu", progress=False,
+        verbose=False, accumulation_steps=4)  # 6 batches: groups of 4 and 2
+    fit(big, [(X[:32], y[:32]), (X[32:], y[32:])], epochs=1,
+        optimizer=torch.optim.SGD(big.parameters(), lr=0.3), device="cpu", progress=False,
+        verbose=False)
+    for a, b in zip(small.parameters(), big.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+class iter_loader:
+    """Re-iterable, but without __len__ (like an IterableDataset's loader)."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_accumulation_steps_must_be_a_positive_integer(bad):
+    X, y, model = _linear_problem()
+    with pytest.raises(ValueError, match="accumulation_steps"):
+        fit(model, _batches(X, y, 8), epochs=1, device="cpu", progress=False, verbose=False,
+            accumulation_steps=bad)
+
+
+def test_scheduler_steps_once_per_optimizer_step_when_accumulating():
+    X, y, model = _linear_problem()
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    fit(model, _batches(X, y, 8), epochs=1, optimizer=opt, scheduler=sched, device="cpu",
+        progress=False, verbose=False, accumulation_steps=3)  # 6 batches -> 2 steps
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.25)
+
+
+def test_train_transform_sees_training_batches_only():
+    X, y, model = _linear_problem()
+    model = model.float()
+    seen = []
+
+    def transform(Xb, yb):
+        seen.append(Xb.shape[0])
+        return Xb.float() * 0, yb  # zero inputs: the model sees only its bias
+
+    hist = fit(model, _batches(X.float(), y, 16), _batches(X.float(), y, 16), epochs=1,
+               device="cpu", progress=False, verbose=False, train_transform=transform)
+    assert seen == [16, 16, 16]
+    assert len(hist) == 1
+
+
+def test_precision_names_are_checked_and_bf16_runs_on_cpu():
+    with pytest.raises(ValueError, match="precision must be one of"):
+        autocast_dtype("half", "cpu")
+    assert autocast_dtype("fp32", "cpu") is None
+    assert autocast_dtype("bf16", "cpu") is torch.bfloat16
+    X, y, model = _linear_problem()
+    model = model.float()
+    hist = fit(model, _batches(X.float(), y, 16), epochs=2, lr=0.05, device="cpu",
+               progress=False, verbose=False, precision="bf16")
+    assert all(math.isfinite(v) for v in hist.train_loss)
+
+
+def test_unsupported_precision_falls_back_with_a_warning(monkeypatch):
+    monkeypatch.setattr(torch.amp, "is_autocast_available", lambda device_type: False)
+    with pytest.warns(RuntimeWarning, match="training in fp32"):
+        assert autocast_dtype("bf16", "cpu") is None
+
+
+def test_channels_last_gives_the_same_training_as_the_default_layout():
+    torch.manual_seed(0)
+    X = torch.randn(16, 3, 8, 8)
+    y = torch.randint(0, 4, (16,))
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 4))
+    other = copy.deepcopy(net)
+    for model, cl in ((net, False), (other, True)):
+        fit(model, _batches(X, y, 8), epochs=1, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+            device="cpu", progress=False, verbose=False, channels_last=cl)
+    assert other[0].weight.is_contiguous(memory_format=torch.channels_last)
+    for a, b in zip(net.parameters(), other.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_compile_falls_back_to_eager_when_compiling_fails(monkeypatch):
+    def broken(model):
+        raise RuntimeError("no compiler")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    X, y, model = _linear_problem()
+    with pytest.warns(RuntimeWarning, match="running eagerly"):
+        fit(model.float(), _batches(X.float(), y, 16), epochs=1, device="cpu", progress=False,
+            verbose=False, compile=True)
