@@ -25,29 +25,25 @@ from torch import nn
 from dlkit import data as dlkit_data
 from dlkit.distributed import all_reduce_mean, distributed, print0, save_on_main, shard_loader
 from dlkit.env import seed_everything
+from dlkit.models import SmallCNN
 from dlkit.train import fit
 
 __all__ = ["make_net", "make_data", "main"]
 
 
-def make_net(num_classes: int, in_channels: int = 3, image_size: int = 32) -> nn.Module:
-    """A small CNN without BatchNorm (so data parallelism is exactly a larger batch).
+def make_net(num_classes: int, width: int = 16) -> nn.Module:
+    """Chapter 04's :class:`~dlkit.models.SmallCNN` without BatchNorm, three stages.
+
+    Without batch statistics, data parallelism is exactly a larger batch.
 
     Args:
         num_classes: Outputs.
-        in_channels: Input channels.
-        image_size: Height and width of the (square) input, divisible by 4.
+        width: Channels of the first stage.
 
     Returns:
         The network, initialised from the current torch seed.
     """
-    if image_size % 4:
-        raise ValueError(f"image_size must be divisible by 4, got {image_size}")
-    return nn.Sequential(
-        nn.Conv2d(in_channels, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * (image_size // 4) ** 2, num_classes),
-    )
+    return SmallCNN(num_classes, width=width, batch_norm=False, stages=3)
 
 
 def make_data(name: str, n: int, image_size: int = 32) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -98,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
     with distributed() as ctx:
         seed_everything(args.seed)
         X, y, num_classes = make_data(args.data, args.train_size, args.image_size)
-        net = make_net(num_classes, X.shape[1], X.shape[-1])  # same seed: same weights everywhere
+        net = make_net(num_classes)  # same seed: same weights everywhere
         model = ctx.wrap(net)
         loader = shard_loader((X, y), args.batch_size, seed=args.seed)
         optimizer = (torch.optim.SGD(model.parameters(), lr=args.lr) if args.optimizer == "sgd"
