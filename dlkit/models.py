@@ -39,6 +39,7 @@ __all__ = [
     "conv_output_shape",
     "count_flops",
     "count_params",
+    "feature_maps",
     "layer_output_shape",
     "random_crop_flip",
     "receptive_field",
@@ -315,6 +316,38 @@ def count_flops(model: nn.Module, input_shape: Sequence[int] = (3, 32, 32)) -> i
     finally:
         model.train(was_training)
     return int(counter.get_total_flops())
+
+
+def feature_maps(model: nn.Module, x: torch.Tensor,
+                 kinds: tuple[type[nn.Module], ...] = (nn.ReLU, nn.MaxPool2d)) -> dict[str, torch.Tensor]:
+    """The outputs of every layer of the given kinds, for one forward pass of ``x``.
+
+    Used in chapter 04 (CNN design) with :func:`dlkit.plot.plot_feature_maps`. Forward hooks
+    record the outputs; they are removed afterwards, and the model runs in eval mode without
+    gradients (its mode is restored).
+
+    Args:
+        model: The network.
+        x: Its input, e.g. one normalised image as ``1×3×32×32``.
+        kinds: Layer classes whose outputs are recorded.
+
+    Returns:
+        Qualified layer name -> output tensor (detached, on the CPU), in execution order.
+    """
+    maps: dict[str, torch.Tensor] = {}
+    hooks = [module.register_forward_hook(
+        lambda _m, _inp, out, name=name: maps.__setitem__(name, out.detach().cpu()))
+        for name, module in model.named_modules() if isinstance(module, kinds)]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return maps
 
 
 # --------------------------------------------------------------------------- #

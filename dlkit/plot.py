@@ -18,7 +18,8 @@ from matplotlib.figure import Figure
 if TYPE_CHECKING:
     from dlkit.train import History
 
-__all__ = ["show_images", "plot_history", "plot_confusion_matrix"]
+__all__ = ["show_images", "plot_history", "plot_confusion_matrix", "plot_filters",
+           "plot_feature_maps"]
 
 _RIGHT, _WRONG = "#1a7f37", "#cf222e"
 
@@ -189,5 +190,97 @@ def plot_confusion_matrix(
                     color="white" if shown[i, j] > threshold else "black")
     fig.colorbar(im, ax=ax, label="% of true class" if normalize else "count", shrink=0.8)
     ax.set_title(title or ("Confusion matrix (row %)" if normalize else "Confusion matrix"))
+    fig.tight_layout()
+    return fig
+
+
+def plot_filters(weight: torch.Tensor, ncols: int = 16, scale: float = 0.6,
+                 title: str | None = None) -> Figure:
+    """The kernels of a first convolution layer, one small image per output channel.
+
+    Used in chapter 04 (CNN design). Each filter is min-max scaled on its own to [0, 1], so the
+    pattern (colour blob, edge, ...) shows whatever the size of its weights; RGB filters
+    (3 input channels) are drawn in colour, others channel by channel averaged to gray.
+
+    Args:
+        weight: ``C_out×C_in×k×k`` weights, e.g. ``model.conv1.weight``.
+        ncols: Filters per row.
+        scale: Inches per filter.
+        title: Figure title.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: If ``weight`` is not 4-D.
+    """
+    if weight.ndim != 4:
+        raise ValueError(f"expected convolution weights C_out×C_in×k×k, got {tuple(weight.shape)}")
+    w = weight.detach().float().cpu()
+    if w.shape[1] != 3:
+        w = w.mean(dim=1, keepdim=True)
+    lo = w.amin(dim=(1, 2, 3), keepdim=True)
+    hi = w.amax(dim=(1, 2, 3), keepdim=True)
+    w = (w - lo) / (hi - lo).clamp_min(1e-12)
+    n = w.shape[0]
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(scale * ncols, scale * nrows + 0.4),
+                             squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < n:
+            img = w[k].permute(1, 2, 0).numpy()
+            ax.imshow(img if img.shape[-1] == 3 else img[..., 0], cmap="gray", vmin=0, vmax=1,
+                      interpolation="nearest")
+    fig.suptitle(title or f"{n} filters of size {weight.shape[1]}×{weight.shape[2]}×{weight.shape[3]}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_feature_maps(maps: dict[str, torch.Tensor], n: int = 8, scale: float = 1.1,
+                      title: str | None = None) -> Figure:
+    """The first ``n`` channels of each layer's output for one image, one row per layer.
+
+    Used in chapter 04 (CNN design) with :func:`dlkit.models.feature_maps`. Each map is
+    scaled on its own (bright = strong activation); the row label gives the layer and its
+    output shape, so the maps are seen shrinking in size and growing in number.
+
+    Args:
+        maps: Layer name -> ``C×H×W`` (or ``1×C×H×W``) activations, in network order.
+        n: Channels shown per layer.
+        scale: Inches per map.
+        title: Figure title.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: If ``maps`` is empty or a map is not 3-D.
+    """
+    if not maps:
+        raise ValueError("maps is empty: nothing to plot")
+    rows = []
+    for name, m in maps.items():
+        m = m.detach().float().cpu()
+        m = m[0] if m.ndim == 4 and m.shape[0] == 1 else m
+        if m.ndim != 3:
+            raise ValueError(f"{name}: expected C×H×W activations, got shape {tuple(m.shape)}")
+        rows.append((name, m))
+    ncols = max(1, min(n, max(m.shape[0] for _, m in rows)))
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(scale * ncols + 1.2, scale * len(rows) + 0.4),
+                             squeeze=False)
+    for r, (name, m) in enumerate(rows):
+        for c, ax in enumerate(axes[r]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < m.shape[0]:
+                ax.imshow(m[c].numpy(), cmap="viridis", interpolation="nearest")
+            else:
+                ax.axis("off")
+        axes[r][0].set_ylabel(f"{name}\n{m.shape[0]}×{m.shape[1]}×{m.shape[2]}", fontsize=8,
+                              rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig

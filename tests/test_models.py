@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from dlkit import plot
 from dlkit.models import (
     ArticleCNN,
     BasicBlock,
@@ -17,6 +18,7 @@ from dlkit.models import (
     conv_output_shape,
     count_flops,
     count_params,
+    feature_maps,
     layer_output_shape,
     random_crop_flip,
     receptive_field,
@@ -266,3 +268,31 @@ def test_train_budgeted_learns_a_separable_task(one_thread):
     assert r.flops == count_flops(SmallCNN(num_classes=2, width=4, stages=2), (3, 16, 16))
     assert r.images_per_s > 0 and r.seconds > 0
     assert set(r.row()) == {"model", "params", "MFLOPs", "images/s", "seconds", "test acc"}
+
+
+def test_feature_maps_records_each_layer_in_order_and_removes_hooks():
+    torch.manual_seed(0)
+    net = SmallCNN(width=4, stages=2)
+    x = torch.randn(1, 3, 32, 32)
+    maps = feature_maps(net, x)
+    assert list(maps) == ["features.0.2", "features.1", "features.2.2", "features.3"]
+    assert [tuple(m.shape[1:]) for m in maps.values()] == [(4, 32, 32), (4, 16, 16), (8, 16, 16), (8, 8, 8)]
+    with torch.no_grad():
+        torch.testing.assert_close(maps["features.1"], net.eval().features[:2](x))
+    assert all(not m._forward_hooks for m in net.modules())
+
+
+def test_plot_filters_and_feature_maps_draw_one_panel_per_item():
+    weight = torch.randn(10, 3, 3, 3)
+    fig = plot.plot_filters(weight, ncols=4)
+    assert sum(bool(ax.images) for ax in fig.axes) == 10
+    assert "10 filters" in fig._suptitle.get_text()
+    gray = plot.plot_filters(torch.randn(5, 8, 5, 5))
+    assert sum(bool(ax.images) for ax in gray.axes) == 5
+    maps = {"a": torch.rand(1, 6, 8, 8), "b": torch.rand(3, 4, 4)}
+    fig = plot.plot_feature_maps(maps, n=4)
+    assert sum(bool(ax.images) for ax in fig.axes) == 4 + 3
+    with pytest.raises(ValueError, match="C_out"):
+        plot.plot_filters(torch.randn(3, 3, 3))
+    with pytest.raises(ValueError, match="empty"):
+        plot.plot_feature_maps({})
