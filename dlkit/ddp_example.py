@@ -77,6 +77,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None, help="cpu or cuda; default: a GPU per "
+                        "process when there are enough, else the CPU")
     parser.add_argument("--out", default=None, help="file for the final weights (rank 0 writes)")
     return parser.parse_args(argv)
 
@@ -91,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         The trained network's ``state_dict`` (CPU tensors).
     """
     args = _parse(argv)
-    with distributed() as ctx:
+    with distributed(device=args.device) as ctx:
         seed_everything(args.seed)
         X, y, num_classes = make_data(args.data, args.train_size, args.image_size)
         net = make_net(num_classes)  # same seed: same weights everywhere

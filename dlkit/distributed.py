@@ -108,7 +108,8 @@ def setup(backend: str | None = None, device: torch.device | str | None = None) 
     run) nothing is initialised and a one-process :class:`Context` is returned.
 
     Args:
-        backend: ``"gloo"`` or ``"nccl"``; default nccl when CUDA is available, else gloo.
+        backend: ``"gloo"`` or ``"nccl"``; default nccl when this node has a GPU for each of
+            its processes (``LOCAL_WORLD_SIZE``) and ``device`` is not a CPU, else gloo.
         device: Override the device; default ``cuda:LOCAL_RANK`` with CUDA, else the CPU.
 
     Returns:
@@ -133,7 +134,10 @@ def setup(backend: str | None = None, device: torch.device | str | None = None) 
                          f"RANK={rank_}, WORLD_SIZE={world}, LOCAL_RANK={local}")
     cuda = torch.cuda.is_available()
     if backend is None:
-        backend = "nccl" if cuda and (device is None or torch.device(device).type == "cuda") \
+        # nccl wants one GPU per process; more processes than GPUs on this node train on CPUs.
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        gpus_enough = cuda and per_node <= torch.cuda.device_count()
+        backend = "nccl" if gpus_enough and (device is None or torch.device(device).type == "cuda") \
             else "gloo"
     if backend not in {"gloo", "nccl"}:
         raise ValueError(f"backend must be 'gloo' or 'nccl', got {backend!r}")

@@ -45,7 +45,7 @@ def _free_port() -> int:
 # --------------------------------------------------------------------------- #
 def test_ddp_with_two_ranks_of_batch_b_equals_one_process_with_batch_2b(tmp_path, no_dist_env):
     common = ["--data", "shapes", "--train-size", "128", "--image-size", "16", "--epochs", "2",
-              "--lr", "0.1"]
+              "--lr", "0.1", "--device", "cpu"]
     out = tmp_path / "ddp.pt"
     done = run_torchrun(["dlkit.ddp_example", *common, "--batch-size", "16", "--out", str(out)],
                         nproc_per_node=2, module=True, timeout=240)
@@ -159,7 +159,7 @@ def test_context_manager_leaves_the_group_even_on_error(monkeypatch, no_dist_env
                         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(KeyError, match="boom"):
-        with distributed() as ctx:
+        with distributed(device="cpu") as ctx:
             assert dist.is_initialized() and ctx.backend == "gloo"
             assert dist.get_world_size() == 1
             model = ctx.wrap(torch.nn.Linear(3, 1))
