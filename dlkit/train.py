@@ -3,25 +3,32 @@
 Chapter 01 (quickstart) introduces :func:`fit`, :func:`evaluate` and :func:`predict`; later
 chapters reuse them instead of writing the loop again. The loop is the textbook one (numbered in
 :func:`fit`); what it adds is bookkeeping: device moves, a progress bar, and a :class:`History`.
+Chapter 07 adds the options that make runs trustworthy: checkpoints and exact resumption
+(:mod:`dlkit.checkpoint`), early stopping (:class:`EarlyStopping`) and TensorBoard logging.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
+import os
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from dlkit import checkpoint as _ckpt
 from dlkit.env import pick_device
 
-__all__ = ["History", "Prediction", "fit", "evaluate", "predict", "autocast_dtype"]
+__all__ = ["History", "Prediction", "EarlyStopping", "fit", "evaluate", "predict",
+           "autocast_dtype"]
 
 BatchTransform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 _PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -77,6 +84,73 @@ class History:
                 f"{self.val_loss[i]:8.4f}  {self.val_acc[i]:7.2%}  {self.time[i]:7.1f}"
             )
         return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class EarlyStopping:
+    """Stop training when the validation loss has not improved for ``patience`` epochs.
+
+    Pass ``fit(..., early_stopping=EarlyStopping(patience=3))`` or simply
+    ``early_stopping=3``. An epoch improves when its validation loss is below the best so far by
+    more than ``min_delta``. With ``restore_best`` the model ends training with the weights of
+    its best epoch (whether or not patience ran out), which is what makes early stopping a
+    regulariser: the epochs after the best one only fit the training set more closely. After
+    :func:`fit` returns, ``best_epoch``, ``best_loss`` and ``stopped_epoch`` (``None`` when all
+    epochs ran) describe what happened. Used in chapter 07.
+
+    Args:
+        patience: Epochs without improvement to tolerate (at least 1).
+        min_delta: Smallest decrease of the validation loss that counts as an improvement.
+        restore_best: Load the best epoch's weights into the model at the end.
+    """
+
+    patience: int = 5
+    min_delta: float = 0.0
+    restore_best: bool = True
+    best_loss: float = dataclasses.field(default=math.inf, init=False)
+    best_epoch: int = dataclasses.field(default=0, init=False)
+    wait: int = dataclasses.field(default=0, init=False)
+    stopped_epoch: int | None = dataclasses.field(default=None, init=False)
+    best_state: dict[str, torch.Tensor] | None = dataclasses.field(default=None, init=False,
+                                                                   repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int) \
+                or self.patience < 1:
+            raise ValueError(f"patience must be a positive integer, got {self.patience!r}")
+        if not self.min_delta >= 0:
+            raise ValueError(f"min_delta must be >= 0, got {self.min_delta!r}")
+
+    def reset(self) -> None:
+        """Forget the previous run (called by :func:`fit` at the start of a new run)."""
+        self.best_loss, self.best_epoch, self.wait = math.inf, 0, 0
+        self.stopped_epoch, self.best_state = None, None
+
+    def step(self, epoch: int, val_loss: float, model: nn.Module) -> bool:
+        """Record one epoch's validation loss; return ``True`` when training should stop."""
+        if val_loss < self.best_loss - self.min_delta:
+            self.best_loss, self.best_epoch, self.wait = val_loss, epoch, 0
+            if self.restore_best:
+                # A copy on the CPU: a reference to the live tensors would change with training.
+                self.best_state = {k: v.detach().to("cpu", copy=True)
+                                   for k, v in model.state_dict().items()}
+            return False
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            return True
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue after a resume (tensors and plain values)."""
+        return {"best_loss": self.best_loss, "best_epoch": self.best_epoch, "wait": self.wait,
+                "stopped_epoch": self.stopped_epoch, "best_state": self.best_state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.best_loss, self.best_epoch = float(state["best_loss"]), int(state["best_epoch"])
+        self.wait, self.stopped_epoch = int(state["wait"]), state["stopped_epoch"]
+        self.best_state = state["best_state"]
 
 
 class Prediction(NamedTuple):
@@ -186,6 +260,193 @@ def _optimizer_step(
     optimizer.zero_grad(set_to_none=True)
 
 
+def _as_stopper(early_stopping: int | EarlyStopping | None) -> EarlyStopping | None:
+    if early_stopping is None or isinstance(early_stopping, EarlyStopping):
+        return early_stopping
+    if isinstance(early_stopping, bool) or not isinstance(early_stopping, int):
+        raise TypeError("early_stopping must be a patience (int) or an EarlyStopping, "
+                        f"got {type(early_stopping).__name__}")
+    return EarlyStopping(patience=early_stopping)
+
+
+def _resume_path(resume: bool | str | os.PathLike, checkpoint: str | os.PathLike | None
+                 ) -> Path | None:
+    if resume is False or resume is None:
+        return None
+    if resume is True:
+        if checkpoint is None:
+            raise ValueError("resume=True continues from the checkpoint file: pass checkpoint=PATH "
+                             "(or resume=PATH)")
+        path = Path(checkpoint)
+        return path if path.exists() else None  # first run: nothing to resume yet
+    path = Path(resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"resume={str(resume)!r}: no checkpoint file there")
+    return path
+
+
+def _checkpoint_state(
+    epoch: int,
+    stopped: bool,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    stopper: EarlyStopping | None,
+    history: History,
+    train_loader: Iterable,
+) -> dict[str, Any]:
+    return {
+        "format": _ckpt.FORMAT,
+        "epoch": epoch,
+        "stopped": stopped,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict(),
+        "early_stopping": stopper.state_dict() if stopper is not None else None,
+        "history": history.as_dict(),
+        "rng": _ckpt.rng_state(),
+        # The shuffling order of the next epoch is decided by these generators' states.
+        "loader_generators": _ckpt.generator_states(train_loader),
+    }
+
+
+def _restore(
+    state: dict[str, Any],
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    stopper: EarlyStopping | None,
+    train_loader: Iterable,
+) -> None:
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise _ckpt.CheckpointError(
+            f"checkpoint {path} does not match this model or optimizer: {err}. Build them exactly "
+            "as in the run that wrote it.") from err
+    if scheduler is not None:
+        if state["scheduler"] is None:
+            raise _ckpt.CheckpointError(f"checkpoint {path} was written without a scheduler; "
+                                        "resume without one, or start afresh")
+        scheduler.load_state_dict(state["scheduler"])
+    if state["scaler"]:
+        scaler.load_state_dict(state["scaler"])
+    if stopper is not None and state["early_stopping"] is not None:
+        stopper.load_state_dict(state["early_stopping"])
+    _ckpt.set_rng_state(state["rng"])
+    _ckpt.set_generator_states(train_loader, state["loader_generators"])
+
+
+def _batch_size(loader: Iterable) -> int | None:
+    size = getattr(loader, "batch_size", None)
+    if size is None:
+        size = getattr(getattr(loader, "batch_sampler", None), "batch_size", None)
+        size = size if size is not None else getattr(getattr(loader, "sampler", None),
+                                                      "batch_size", None)
+    return int(size) if isinstance(size, int) else None
+
+
+def _hparams(
+    optimizer: torch.optim.Optimizer,
+    lr: float,
+    epochs: int,
+    train_loader: Iterable,
+    accumulation_steps: int,
+    precision: str,
+    stopper: EarlyStopping | None,
+    extra: dict[str, Any] | None,
+) -> dict[str, Any]:
+    group = optimizer.param_groups[0]
+    hp: dict[str, Any] = {
+        "optimizer": type(optimizer).__name__,
+        "lr": float(group.get("initial_lr", group["lr"])),
+        "weight_decay": float(group.get("weight_decay", 0.0)),
+        "epochs": epochs,
+        "accumulation_steps": accumulation_steps,
+        "precision": precision,
+        "early_stopping_patience": stopper.patience if stopper is not None else 0,
+    }
+    size = _batch_size(train_loader)
+    if size is not None:
+        hp["batch_size"] = size
+    for key, value in (extra or {}).items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        if not isinstance(value, (bool, int, float, str)):
+            raise TypeError(f"hparams[{key!r}] must be a number, string or bool, "
+                            f"got {type(value).__name__}")
+        hp[key] = value
+    return hp
+
+
+class _TensorBoard:
+    """The TensorBoard side of :func:`fit`: one event file per run folder."""
+
+    def __init__(self, log_dir: str | os.PathLike, purge_step: int) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step drops events of epochs >= purge_step left by an interrupted run, so a
+        # resumed run does not plot the epoch it repeats twice.
+        self.writer = SummaryWriter(log_dir=str(log_dir),
+                                    purge_step=purge_step if purge_step > 1 else None)
+
+    def epoch(self, history: History, epoch: int) -> None:
+        w = self.writer
+        w.add_scalar("loss/train", history.train_loss[-1], epoch)
+        w.add_scalar("accuracy/train", history.train_acc[-1], epoch)
+        if not math.isnan(history.val_loss[-1]):
+            w.add_scalar("loss/val", history.val_loss[-1], epoch)
+            w.add_scalar("accuracy/val", history.val_acc[-1], epoch)
+        w.add_scalar("lr", history.lr[-1], epoch)
+        w.flush()
+
+    def finish(self, model: nn.Module, val_loader: Iterable | None, loss_fn: nn.Module,
+               history: History,
+               device: torch.device, class_names: Sequence[str] | None,
+               hp: dict[str, Any]) -> None:
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        step = history.epoch[-1] if len(history) else 0
+        metrics: dict[str, float] = {}
+        if len(history):
+            metrics["hparam/train_accuracy"] = history.train_acc[-1]
+        if val_loader is not None:
+            result = evaluate(model, val_loader, loss_fn=loss_fn, device=device)
+            metrics["hparam/val_loss"] = result["loss"]
+            metrics["hparam/val_accuracy"] = result["accuracy"]
+            self._confusion(model, val_loader, device, class_names, step)
+        # Written into this run's own event file (add_hparams would start a sub-run folder).
+        exp, ssi, sei = hparams_summary(hp, metrics)
+        for summary in (exp, ssi, sei):
+            self.writer.file_writer.add_summary(summary, step)
+        for key, value in metrics.items():
+            self.writer.add_scalar(key, value, step)
+
+    def _confusion(self, model: nn.Module, val_loader: Iterable, device: torch.device,
+                   class_names: Sequence[str] | None, step: int) -> None:
+        import matplotlib.pyplot as plt
+
+        from dlkit.metrics import confusion_matrix
+        from dlkit.plot import plot_confusion_matrix
+
+        pred = predict(model, val_loader, device=device)
+        y = torch.cat([_class_targets(_split_batch(b)[1]).cpu() for b in val_loader])
+        k = pred.probs.shape[1]
+        names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
+        cm = confusion_matrix(y, pred.labels, k)
+        fig = plot_confusion_matrix(cm, names, title=f"validation, epoch {step}")
+        self.writer.add_figure("confusion_matrix", fig, step, close=True)
+        plt.close(fig)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 def evaluate(
     model: nn.Module,
     loader: Iterable,
@@ -253,6 +514,12 @@ def fit(
     channels_last: bool = False,
     compile: bool = False,  # noqa: A002  (the name torch uses)
     accumulation_steps: int = 1,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool | str | os.PathLike = False,
+    early_stopping: int | EarlyStopping | None = None,
+    log_dir: str | os.PathLike | None = None,
+    hparams: dict[str, Any] | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> History:
     """Train ``model`` for ``epochs`` epochs and return the per-epoch :class:`History`.
 
@@ -285,19 +552,47 @@ def fit(
             weighting every example equally, so ``k`` batches of ``B`` give the update of one
             batch of ``k*B`` (exactly, for models without batch statistics such as BatchNorm).
             The last group of an epoch may be shorter. Schedulers step once per optimizer step.
+        checkpoint: Write a checkpoint to this file after every epoch (chapter 07): model,
+            optimizer, scheduler, gradient scaler, epoch, history, early-stopping state, the
+            random generators of Python, NumPy and torch (and CUDA), and the train loader's
+            shuffling generator. Written atomically; the previous one is kept as ``NAME.prev``.
+        resume: ``True`` continues from ``checkpoint`` if that file exists (and starts afresh
+            if not, so the same call works for the first run and after an interruption); a
+            path continues from that file. Training goes on from the epoch after the saved one
+            up to ``epochs`` (the total, not the number of extra epochs); on the CPU the final
+            weights are bit-identical to those of an uninterrupted run. Build the model,
+            optimizer, scheduler and loaders exactly as for the first run before resuming.
+        early_stopping: Stop when the validation loss has not improved for this many epochs,
+            and end with the best epoch's weights; or an :class:`EarlyStopping` for more
+            control. Needs ``val_loader``.
+        log_dir: Log to TensorBoard in this folder (chapter 07): per-epoch scalars
+            ``loss/train``, ``loss/val``, ``accuracy/train``, ``accuracy/val`` and ``lr``, the
+            run's hyperparameters with its final metrics, and at the end a confusion-matrix
+            figure of the validation set. View with ``tensorboard --logdir DIR``.
+        hparams: Extra hyperparameters to log with ``log_dir`` (numbers, strings or bools),
+            added to those ``fit`` knows (optimizer, lr, weight decay, epochs, batch size...).
+        class_names: Names of the classes for the confusion-matrix figure (default: indices).
 
     Returns:
         The :class:`History` of the run.
 
     Raises:
-        ValueError: If ``epochs`` < 1, ``accumulation_steps`` < 1, the loader is empty, or the
-            model's outputs do not match the targets' batch size.
+        ValueError: If ``epochs`` < 1, ``accumulation_steps`` < 1, the loader is empty, the
+            model's outputs do not match the targets' batch size, ``early_stopping`` is given
+            without ``val_loader``, or ``resume=True`` without ``checkpoint``.
+        FileNotFoundError: If ``resume`` names a file that does not exist.
+        dlkit.checkpoint.CheckpointError: If the checkpoint to resume from is corrupt,
+            truncated, or does not match the model.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     if isinstance(accumulation_steps, bool) or not isinstance(accumulation_steps, int) \
             or accumulation_steps < 1:
         raise ValueError(f"accumulation_steps must be a positive integer, got {accumulation_steps!r}")
+    stopper = _as_stopper(early_stopping)
+    if stopper is not None and val_loader is None:
+        raise ValueError("early_stopping watches the validation loss: pass a val_loader")
+    resume_from = _resume_path(resume, checkpoint)
     device = _as_device(device)
     amp_dtype = autocast_dtype(precision, device)
     model.to(device)
@@ -317,10 +612,23 @@ def fit(
         raise ValueError("train_loader is empty: no batches to train on")
 
     history = History()
-    total = steps_per_epoch * epochs if steps_per_epoch is not None else None
+    if stopper is not None:
+        stopper.reset()
+    first_epoch = 1
+    if resume_from is not None:
+        state = _ckpt.load_checkpoint(resume_from)
+        _restore(state, resume_from, model, optimizer, scheduler, scaler, stopper, train_loader)
+        history = History(**state["history"])
+        first_epoch = int(state["epoch"]) + 1
+        if state.get("stopped"):  # early stopping had already ended that run
+            first_epoch = epochs + 1
+    logger = _TensorBoard(log_dir, purge_step=first_epoch) if log_dir is not None else None
+
+    remaining = max(epochs - first_epoch + 1, 0)
+    total = steps_per_epoch * remaining if steps_per_epoch is not None else None
     bar = tqdm(total=total, disable=not progress, unit="batch", leave=True, dynamic_ncols=True)
     try:
-        for epoch in range(1, epochs + 1):
+        for epoch in range(first_epoch, epochs + 1):
             bar.set_description(f"epoch {epoch}/{epochs}")
             model.train()
             start = time.perf_counter()
@@ -399,8 +707,28 @@ def fit(
                     f"epoch {epoch}/{epochs}  train loss {train_loss:.4f} acc {train_acc:6.2%}"
                     f"{val_text}  ({elapsed:.1f} s)"
                 )
+            if logger is not None:
+                logger.epoch(history, epoch)
+            stop = stopper is not None and stopper.step(epoch, val["loss"], model)
+            if checkpoint is not None:
+                _ckpt.save_checkpoint(
+                    _checkpoint_state(epoch, stop, model, optimizer, scheduler, scaler, stopper,
+                                      history, train_loader), checkpoint)
+            if stop:
+                if verbose:
+                    bar.write(f"early stopping: no improvement of the validation loss for "
+                              f"{stopper.patience} epochs; the best was epoch {stopper.best_epoch}")
+                break
+        if stopper is not None and stopper.restore_best and stopper.best_state is not None:
+            model.load_state_dict(stopper.best_state)
+        if logger is not None:
+            logger.finish(model, val_loader, loss_fn, history, device, class_names, _hparams(
+                optimizer, lr, epochs, train_loader, accumulation_steps, precision, stopper,
+                hparams))
     finally:
         bar.close()
+        if logger is not None:
+            logger.close()
     return history
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 
 import pytest
 import torch
@@ -582,3 +583,142 @@ def test_compile_falls_back_to_eager_when_compiling_fails(monkeypatch):
     with pytest.warns(RuntimeWarning, match="running eagerly"):
         fit(model.float(), _batches(X.float(), y, 16), epochs=1, device="cpu", progress=False,
             verbose=False, compile=True)
+
+
+# --------------------------------------------------------------------------- #
+# Early stopping and TensorBoard logging (chapter 07)
+# --------------------------------------------------------------------------- #
+from dlkit.train import EarlyStopping  # noqa: E402
+
+
+def _scripted_val_losses(monkeypatch, losses):
+    """Make fit's validation return the given losses, recording the weights at each epoch."""
+    import dlkit.train
+
+    snapshots = []
+    real_evaluate = evaluate  # the function imported above, never an earlier fake
+
+    def fake_evaluate(model, loader, loss_fn=None, device=None):
+        snapshots.append(copy.deepcopy(model.state_dict()))
+        real = real_evaluate(model, loader, loss_fn=loss_fn, device=device)
+        return {"loss": losses[len(snapshots) - 1], "accuracy": real["accuracy"]}
+
+    monkeypatch.setattr(dlkit.train, "evaluate", fake_evaluate)
+    return snapshots
+
+
+@pytest.mark.parametrize("patience, stop_at", [(1, 3), (2, 4), (3, 8)])
+def test_early_stopping_stops_after_patience_and_restores_the_best(monkeypatch, patience, stop_at):
+    losses = [1.0, 0.8, 0.9, 0.85, 0.7, 0.95, 0.96, 0.97, 0.98, 0.99]
+    snapshots = _scripted_val_losses(monkeypatch, losses)
+    X, y = _blobs(20)
+    model = _linear()
+    stopper = EarlyStopping(patience=patience)
+    h = _quiet_fit(model, make_loader(X, y, 8), make_loader(X, y, 8), epochs=10, lr=0.05,
+                   early_stopping=stopper)
+    assert h.epoch == list(range(1, stop_at + 1))
+    best = 2 if stop_at < 5 else 5
+    assert stopper.best_epoch == best and stopper.stopped_epoch == stop_at
+    assert stopper.best_loss == losses[best - 1]
+    assert h.best_epoch() == best
+    for name, tensor in model.state_dict().items():  # weights of the best epoch, not the last
+        assert torch.equal(tensor, snapshots[best - 1][name])
+    assert not torch.equal(model.weight, snapshots[-1]["weight"])
+
+
+def test_early_stopping_as_an_int_and_min_delta(monkeypatch):
+    _scripted_val_losses(monkeypatch, [1.0, 0.99, 0.98, 0.97, 0.5, 0.4])
+    X, y = _blobs(10)
+    h = _quiet_fit(_linear(), make_loader(X, y, 8), make_loader(X, y, 8), epochs=6,
+                   early_stopping=3)
+    assert len(h) == 6  # every epoch improved a little
+    _scripted_val_losses(monkeypatch, [1.0, 0.99, 0.98, 0.97, 0.5, 0.4])
+    stopper = EarlyStopping(patience=3, min_delta=0.05)
+    h = _quiet_fit(_linear(), make_loader(X, y, 8), make_loader(X, y, 8), epochs=6,
+                   early_stopping=stopper)
+    assert len(h) == 4 and stopper.best_epoch == 1  # 0.01 steps are below min_delta
+
+
+def test_early_stopping_without_restore_keeps_the_last_weights(monkeypatch):
+    snapshots = _scripted_val_losses(monkeypatch, [1.0, 2.0, 3.0])
+    X, y = _blobs(10)
+    model = _linear()
+    _quiet_fit(model, make_loader(X, y, 8), make_loader(X, y, 8), epochs=3, lr=0.05,
+               early_stopping=EarlyStopping(patience=5, restore_best=False))
+    assert torch.equal(model.weight, snapshots[-1]["weight"])
+
+
+def test_early_stopping_errors():
+    X, y = _blobs(5)
+    with pytest.raises(ValueError, match="early_stopping watches the validation loss"):
+        _quiet_fit(_linear(), make_loader(X, y, 4), epochs=2, early_stopping=2)
+    with pytest.raises(ValueError, match="patience must be a positive integer"):
+        EarlyStopping(patience=0)
+    with pytest.raises(ValueError, match="min_delta must be >= 0"):
+        EarlyStopping(patience=2, min_delta=-1.0)
+    with pytest.raises(TypeError, match="early_stopping must be a patience"):
+        _quiet_fit(_linear(), make_loader(X, y, 4), make_loader(X, y, 4), epochs=2,
+                   early_stopping=2.5)
+
+
+def test_early_stopping_prints_when_it_stops(monkeypatch, capsys):
+    _scripted_val_losses(monkeypatch, [1.0, 2.0, 3.0, 4.0])
+    X, y = _blobs(5)
+    _quiet_fit(_linear(), make_loader(X, y, 4), make_loader(X, y, 4), epochs=4, verbose=True,
+               early_stopping=2)
+    assert "early stopping: no improvement of the validation loss for 2 epochs; the best was " \
+           "epoch 1" in capsys.readouterr().out
+
+
+def _events(log_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
+def test_tensorboard_logs_scalars_hparams_and_a_confusion_matrix(tmp_path):
+    X, y = _blobs(20)
+    Xv, yv = _blobs(10, seed=1)
+    h = _quiet_fit(_linear(), make_loader(X, y, 8), make_loader(Xv, yv, 8), epochs=3, lr=0.05,
+                   log_dir=tmp_path / "run", hparams={"model": "linear", "seed": 0},
+                   class_names=["a", "b"])
+    acc = _events(tmp_path / "run")
+    tags = acc.Tags()
+    for tag, column in [("loss/train", h.train_loss), ("accuracy/train", h.train_acc),
+                        ("loss/val", h.val_loss), ("accuracy/val", h.val_acc), ("lr", h.lr)]:
+        events = acc.Scalars(tag)
+        assert [e.step for e in events] == [1, 2, 3]
+        assert [e.value for e in events] == pytest.approx(column, rel=1e-6)  # stored as float32
+    assert acc.Scalars("hparam/val_accuracy")[0].value == pytest.approx(h.val_acc[-1])
+    assert tags["images"] == ["confusion_matrix"]
+    image = acc.Images("confusion_matrix")[0]
+    assert image.step == 3 and image.encoded_image_string.startswith(b"\x89PNG")
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = acc.PluginTagToContent("hparams")
+    infos = [plugin_data_pb2.HParamsPluginData.FromString(v) for v in content.values()]
+    session = next(i.session_start_info for i in infos if i.HasField("session_start_info"))
+    assert session.hparams["optimizer"].string_value == "Adam"
+    assert session.hparams["lr"].number_value == pytest.approx(0.05)
+    assert session.hparams["model"].string_value == "linear"
+    assert session.hparams["batch_size"].number_value == 8
+
+
+def test_tensorboard_resume_does_not_repeat_epochs(tmp_path):
+    X, y = _blobs(20)
+    loader = make_loader(X, y, 8, shuffle=True, seed=0)
+    _quiet_fit(_linear(), loader, epochs=2, log_dir=tmp_path / "tb", checkpoint=tmp_path / "c.pt")
+    time.sleep(1.1)  # event file names carry the time in seconds
+    _quiet_fit(_linear(), loader, epochs=4, log_dir=tmp_path / "tb",
+               checkpoint=tmp_path / "c.pt", resume=True)
+    steps = [e.step for e in _events(tmp_path / "tb").Scalars("loss/train")]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_tensorboard_rejects_bad_hparams(tmp_path):
+    X, y = _blobs(5)
+    with pytest.raises(TypeError, match=r"hparams\['layers'\] must be a number, string or bool"):
+        _quiet_fit(_linear(), make_loader(X, y, 4), epochs=1, log_dir=tmp_path,
+                   hparams={"layers": [1, 2]})
