@@ -45,18 +45,24 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
+from dlkit.download import download
+
 __all__ = [
     "CIFAR10_CLASSES",
     "DATASETS",
     "FASHION_MNIST_CLASSES",
     "ImageSet",
+    "RunningChannelStats",
     "SHAPES_CLASSES",
     "canonical_order",
     "channel_stats",
     "data_dirs",
+    "download",
+    "group_split",
     "load",
     "make_loader",
     "split_indices",
+    "stratified_kfold",
     "to_tensors",
 ]
 
@@ -921,3 +927,174 @@ def make_loader(
         base = SequentialSampler(ds)
     sampler = BatchSampler(base, batch_size=batch_size, drop_last=drop_last)
     return DataLoader(ds, batch_size=None, sampler=sampler)
+
+
+# --------------------------------------------------------------------------- #
+# Group-aware splits and streaming statistics (chapter 02)
+# --------------------------------------------------------------------------- #
+def _labels_and_groups(labels: Any, groups: Any) -> tuple[np.ndarray, np.ndarray]:
+    y = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if y.ndim != 1 or y.shape[0] < 2:
+        raise ValueError(f"labels must be 1-D with at least 2 items, got shape {y.shape}")
+    if groups is None:
+        g = np.arange(y.shape[0])
+    else:
+        g = groups.cpu().numpy() if isinstance(groups, torch.Tensor) else np.asarray(groups)
+        if g.shape != y.shape:
+            raise ValueError(f"groups must have one entry per label, shape {y.shape}, got {g.shape}")
+    return y, g
+
+
+def group_split(
+    labels: torch.Tensor | np.ndarray,
+    val_fraction: float,
+    groups: torch.Tensor | np.ndarray | None = None,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stratified train/validation split that never separates a group.
+
+    Items with the same group id (e.g. duplicates found by
+    :func:`dlkit.dedup.duplicate_groups`) all go to the same side, so no copy
+    of a validation image is trained on. Each group counts for the class of
+    its items. Groups are visited in a seeded random order and a group
+    joins validation while its class is still below its target share (the
+    largest-remainder allocation of :func:`split_indices`), so class shares
+    stay within about one group's size of exact. Without ``groups`` every item is
+    its own group. Used in chapter 02 (data collection).
+
+    Args:
+        labels: Integer class of each of ``N`` items.
+        val_fraction: Fraction in ``(0, 1)`` of items for validation.
+        groups: Group id of each item (any integers), or ``None``.
+        seed: Non-negative seed; same seed, same split.
+
+    Returns:
+        ``(train_idx, val_idx)``: sorted, disjoint ``int64`` tensors covering ``0..N-1``.
+
+    Raises:
+        ValueError: If shapes disagree, ``val_fraction`` is not in ``(0, 1)``
+            or ``seed`` is negative.
+    """
+    y, g = _labels_and_groups(labels, groups)
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (float, np.floating)) or not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be a float in (0, 1), got {val_fraction!r}")
+    rng = np.random.default_rng(_check_seed(seed))
+    uniq, inverse = np.unique(g, return_inverse=True)
+    classes, class_of_item = np.unique(y, return_inverse=True)
+    # Items of each class in each group: a group of duplicates may mix labels.
+    per_group = np.zeros((len(uniq), len(classes)), dtype=np.int64)
+    np.add.at(per_group, (inverse, class_of_item), 1)
+    target = _largest_remainder(np.bincount(class_of_item), int(round(val_fraction * len(y))))
+    taken = np.zeros(len(classes), dtype=np.int64)
+    in_val = np.zeros(len(uniq), dtype=bool)
+    for k in rng.permutation(len(uniq)):
+        # Join if that brings the class counts closer to their targets than staying out.
+        if np.abs(taken + per_group[k] - target).sum() < np.abs(taken - target).sum():
+            in_val[k] = True
+            taken += per_group[k]
+    val_mask = in_val[inverse]
+    return (torch.from_numpy(np.flatnonzero(~val_mask).astype(np.int64)),
+            torch.from_numpy(np.flatnonzero(val_mask).astype(np.int64)))
+
+
+def stratified_kfold(
+    labels: torch.Tensor | np.ndarray,
+    k: int = 5,
+    groups: torch.Tensor | np.ndarray | None = None,
+    seed: int = 0,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Stratified k-fold indices, keeping groups whole; scikit-learn does the work.
+
+    Without ``groups`` this is :class:`sklearn.model_selection.StratifiedKFold`
+    with ``shuffle=True, random_state=seed``; with groups it is
+    :class:`~sklearn.model_selection.StratifiedGroupKFold`. Used in chapter 02
+    (data collection) and chapter 07 (cross-validation).
+
+    Args:
+        labels: Integer class of each item.
+        k: Number of folds (>= 2).
+        groups: Group id of each item, or ``None``.
+        seed: Non-negative seed.
+
+    Returns:
+        ``k`` pairs ``(train_idx, val_idx)`` of sorted ``int64`` tensors; the
+        validation parts partition ``0..N-1``.
+
+    Raises:
+        ValueError: If ``k`` < 2, shapes disagree, or a class has fewer than
+            ``k`` members (scikit-learn's message).
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    y, g = _labels_and_groups(labels, groups)
+    k = _check_count(k, "k", 2, len(y))
+    seed = _check_seed(seed)
+    if groups is None:
+        splits = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
+    else:
+        splits = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, g)
+    return [(torch.from_numpy(np.sort(tr).astype(np.int64)), torch.from_numpy(np.sort(va).astype(np.int64)))
+            for tr, va in splits]
+
+
+class RunningChannelStats:
+    """Per-channel mean and std of ``uint8`` images, updated batch by batch.
+
+    Keeps three integer counters per channel (count, sum, sum of squares) in
+    ``int64``: exact for up to ~10^14 pixels, and the memory used does not
+    depend on the data size. ``std`` is the population std over all pixels,
+    the convention of published normalisation constants. Used in chapter 02
+    (data collection) on a stream of shards.
+
+    Example::
+
+        stats = RunningChannelStats()
+        for images, _ in shard_batches:
+            stats.update(images)
+        mean, std = stats.mean, stats.std
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._sum: np.ndarray | None = None
+        self._sumsq: np.ndarray | None = None
+
+    def update(self, images: torch.Tensor | np.ndarray) -> RunningChannelStats:
+        """Add a batch of ``uint8`` images ``N x C x H x W``; returns ``self``.
+
+        Raises:
+            ValueError: If the batch is not 4-D ``uint8`` or its channel count changes.
+        """
+        x = images.cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+        if x.dtype != np.uint8 or x.ndim != 4:
+            raise ValueError(f"images must be uint8 N x C x H x W, got {x.dtype} {x.shape}")
+        if self._sum is not None and x.shape[1] != self._sum.shape[0]:
+            raise ValueError(f"expected {self._sum.shape[0]} channels as before, got {x.shape[1]}")
+        v = x.transpose(1, 0, 2, 3).reshape(x.shape[1], -1).astype(np.int64)
+        s, sq = v.sum(axis=1), np.einsum("ij,ij->i", v, v)
+        if self._sum is None:
+            self._sum, self._sumsq = s, sq
+        else:
+            self._sum += s
+            self._sumsq += sq
+        self.count += v.shape[1]
+        return self
+
+    def _check(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._sum is None or self._sumsq is None or self.count == 0:
+            raise ValueError("no images seen yet: call update() first")
+        return self._sum, self._sumsq
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """Per-channel mean in [0, 1] units (float64)."""
+        s, _ = self._check()
+        return torch.from_numpy(s / self.count / 255.0)
+
+    @property
+    def std(self) -> torch.Tensor:
+        """Per-channel population std in [0, 1] units (float64)."""
+        s, sq = self._check()
+        # n * sumsq - sum^2 is an exact integer (Python ints do not overflow).
+        var = np.array([(self.count * int(b) - int(a) ** 2) for a, b in zip(s, sq)], dtype=np.float64)
+        return torch.from_numpy(np.sqrt(var) / self.count / 255.0)
