@@ -64,6 +64,29 @@ def test_apply_per_image_is_a_loop_and_rejects_size_changes():
         A.apply_per_image(v2.Identity(), X[0])
 
 
+def test_grouped_application_shares_one_draw_per_group():
+    X = _images(40)
+    torch.manual_seed(19)
+    one = A.apply_grouped(v2.RandomHorizontalFlip(p=0.5), X, groups=1)
+    assert torch.equal(one, X) or torch.equal(one, X.flip(-1))  # the whole batch or nothing
+    flipped = []
+    for seed in range(50):
+        out = A.apply_grouped(v2.RandomHorizontalFlip(p=0.5), X, groups=4,
+                              generator=torch.Generator().manual_seed(seed))
+        is_flipped = (out == X.flip(-1)).flatten(1).all(dim=1)
+        assert torch.equal(out[~is_flipped], X[~is_flipped])  # every image: flipped or intact
+        assert int(is_flipped.sum()) % 10 == 0  # groups of 10 images flip together
+        flipped.append(is_flipped)
+    rate = torch.stack(flipped).float().mean(dim=0)
+    assert 0.2 < rate.min() and rate.max() < 0.8  # each image flips about half the time
+    out = A.apply_grouped(v2.TrivialAugmentWide(), X, groups=8)
+    assert out.dtype == torch.uint8 and out.shape == X.shape
+    with pytest.raises(ValueError, match="groups"):
+        A.apply_grouped(v2.Identity(), X, groups=0)
+    with pytest.raises(ValueError, match="changed the images' shape"):
+        A.apply_grouped(v2.CenterCrop(8), X, groups=2)
+
+
 # --------------------------------------------------------------------------- #
 # Batched crop and flip
 # --------------------------------------------------------------------------- #
@@ -326,6 +349,10 @@ def test_batch_policy_strong_gives_soft_labels_and_is_repeatable(one_thread):
     assert torch.allclose(ya.sum(dim=1), torch.ones(16))
     assert torch.equal(a, b) and torch.equal(ya, yb)
     assert "TrivialAugmentWide" in repr(aug) and "erasing" in repr(aug)
+    grouped = A.batch_policy("strong", groups=4)
+    assert "groups=4" in repr(grouped)
+    Xg, yg = grouped(X, torch.arange(16) % 10)
+    assert Xg.shape == X.shape and torch.allclose(yg.sum(dim=1), torch.ones(16))
 
 
 def test_batch_augment_checks_its_arguments():
@@ -333,6 +360,8 @@ def test_batch_augment_checks_its_arguments():
         A.BatchAugment(std=[0.2, 0.0, 0.2])
     with pytest.raises(ValueError, match="mean has 3 values but the images have 1 channels"):
         A.BatchAugment(mean=[0.5] * 3)(torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.zeros(2))
+    with pytest.raises(ValueError, match="groups"):
+        A.BatchAugment(groups=0)
     with pytest.raises(ValueError, match="erasing_p"):
         A.BatchAugment(erasing_p=2.0)
     with pytest.raises(ValueError, match="unknown batch policy"):
