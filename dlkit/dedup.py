@@ -9,9 +9,9 @@ Three tools, from cheapest to most tolerant:
   lowest-frequency coefficients compared with their median, giving 64 bits
   that survive re-encoding and rescaling. :func:`hamming` counts the differing
   bits between two sets of hashes;
-* :func:`nearest_neighbours` compares mean-centred, L2-normalised downsampled
-  images by a chunked matrix product (cosine similarity, i.e. the Pearson
-  correlation of the thumbnails), which scales to 10,000 x 50,000 pairs on a CPU.
+* :func:`nearest_neighbours` compares :func:`image_features` (the detail of a
+  thumbnail, centred and normalised) by a chunked matrix product (cosine
+  similarity), which scales to 10,000 x 50,000 pairs on a CPU.
 
 :func:`duplicate_groups` turns any list of duplicate pairs into group ids, so a
 split can keep every copy of an image on the same side. Taught in chapter 02
@@ -154,24 +154,31 @@ def hamming(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
     return np.bitwise_count(x).astype(np.int64)
 
 
-def image_features(images: torch.Tensor | np.ndarray, size: int = 16) -> torch.Tensor:
-    """Thumbnail features for near-duplicate search: ``size x size`` per channel, centred, unit length.
+def image_features(images: torch.Tensor | np.ndarray, size: int = 16, coarse: int = 4) -> torch.Tensor:
+    """Thumbnail features for near-duplicate search: detail of a ``size x size`` thumbnail, unit length.
 
-    Area-averaging to a thumbnail removes noise and compression artefacts;
-    subtracting each image's mean and dividing by the norm makes the dot
-    product of two feature vectors their Pearson correlation, which ignores a
-    change of brightness or contrast. Used in chapter 02.
+    Area-averaging to a thumbnail removes noise and compression artefacts.
+    Subtracting a ``coarse x coarse`` version of the thumbnail (upsampled
+    bilinearly) removes the smooth background, so two unrelated pictures of a
+    small object on a blue sky no longer look alike. Centring and dividing by
+    the norm make the dot product of two feature vectors their correlation,
+    which ignores a change of brightness or contrast. Used in chapter 02.
 
     Args:
         images: ``uint8`` ``N x C x H x W`` array or tensor.
         size: Thumbnail side.
+        coarse: Side of the background estimate removed; ``0`` keeps it.
 
     Returns:
         ``float32`` tensor ``N x (C * size * size)`` with rows of norm 1 (or 0
         for a constant image).
     """
     x = torch.as_tensor(_as_nchw_uint8(images)).float()
-    thumbs = F.adaptive_avg_pool2d(x, size).flatten(1)
+    thumbs = F.adaptive_avg_pool2d(x, size)
+    if coarse:
+        background = F.adaptive_avg_pool2d(thumbs, coarse)
+        thumbs = thumbs - F.interpolate(background, size=size, mode="bilinear", align_corners=False)
+    thumbs = thumbs.flatten(1)
     thumbs -= thumbs.mean(dim=1, keepdim=True)
     return thumbs / thumbs.norm(dim=1, keepdim=True).clamp_min(1e-6)
 

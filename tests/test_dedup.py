@@ -116,3 +116,17 @@ def test_cifar_like_exact_duplicate_is_found_by_features():
     f2 = image_features(x2)
     idx2, sim2 = nearest_neighbours(f2, f2, exclude_self=True)
     assert idx2[50] == 7 and sim2[50] > 0.9999
+
+
+def test_background_removal_separates_small_objects_on_the_same_sky():
+    yy, xx = np.mgrid[0:32, 0:32]
+    sky = np.stack([80 + 2 * yy, 120 + 2 * yy, 200 + yy], axis=0).astype(np.uint8)
+    a, b = sky.copy(), sky.copy()
+    a[:, 5:9, 5:9] = 20  # a dark bird top-left
+    b[:, 22:26, 20:24] = 20  # another one bottom-right
+    x = np.stack([a, b])
+    plain = image_features(x, coarse=0)
+    detail = image_features(x)
+    assert float(plain[0] @ plain[1]) > 0.8  # the gradient makes them look alike
+    assert float(detail[0] @ detail[1]) < 0.3
+    np.testing.assert_allclose(detail.norm(dim=1).numpy(), 1.0, rtol=1e-5)
