@@ -2,6 +2,189 @@
 
 from __future__ import annotations
 
-from dlkit.exercises.feedback import Feedback, _right, _wrong  # noqa: F401
+import math
+import numbers
+from collections.abc import Callable
 
-__all__: list[str] = []
+import numpy as np
+import torch
+
+from dlkit.exercises.feedback import Feedback, _right, _wrong
+
+__all__ = ["LEAKY_CV_LOOP", "check_macro_f1", "check_cv_leak", "check_fold_standardize"]
+
+# The listing of the "spot the leakage" exercise; line numbers as printed by the chapter.
+LEAKY_CV_LOOP = """\
+1  X = torch.as_tensor(X, dtype=torch.float32)
+2  mean, std = X.mean(dim=0), X.std(dim=0)
+3  X = (X - mean) / std
+4  scores = []
+5  for train_idx, val_idx in StratifiedKFold(5, shuffle=True, random_state=0).split(X, y):
+6      model = make_model()
+7      fit(model, make_loader(X[train_idx], y[train_idx], 64, shuffle=True), epochs=5)
+8      scores.append(evaluate(model, make_loader(X[val_idx], y[val_idx], 256))["accuracy"])
+9  print(np.mean(scores), np.std(scores))"""
+
+
+def _cases() -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(7)
+    cases = [
+        # Class 2 never appears; class 1 is predicted but never true.
+        (3, torch.tensor([0, 0, 0, 1]), torch.tensor([0, 0, 1, 1])),
+        (4, torch.tensor([0, 1, 2, 3, 3, 3]), torch.tensor([0, 0, 0, 3, 3, 2])),
+    ]
+    for k, n in ((5, 40), (10, 200), (3, 7)):
+        y_true = torch.randint(0, k, (n,), generator=g)
+        y_pred = torch.where(torch.rand(n, generator=g) < 0.6, y_true,
+                             torch.randint(0, k, (n,), generator=g))
+        cases.append((k, y_true, y_pred))
+    return cases
+
+
+def _per_class(y_true: torch.Tensor, y_pred: torch.Tensor, k: int) -> tuple[np.ndarray, ...]:
+    cm = np.zeros((k, k))
+    np.add.at(cm, (y_true.numpy(), y_pred.numpy()), 1)
+    tp, pred, true = np.diag(cm), cm.sum(0), cm.sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(pred > 0, tp / np.maximum(pred, 1), 0.0)
+        r = np.where(true > 0, tp / np.maximum(true, 1), 0.0)
+        f = np.where(pred + true > 0, 2 * tp / np.maximum(pred + true, 1), 0.0)
+    return p, r, f, true, pred
+
+
+def check_macro_f1(fn: Callable[[torch.Tensor, torch.Tensor, int], object]) -> Feedback:
+    """Check ``fn(y_true, y_pred, num_classes)``, the macro-averaged F1 score.
+
+    The reference is scikit-learn's ``f1_score(..., labels=range(num_classes),
+    average="macro", zero_division=0)``; the cases include classes absent from the targets or
+    the predictions. Used in chapter 07.
+
+    Args:
+        fn: The learner's function; it must return a float.
+
+    Returns:
+        The :class:`Feedback`.
+    """
+    from sklearn.metrics import f1_score
+
+    for k, t, p in _cases():
+        try:
+            got = fn(t.clone(), p.clone(), k)
+        except Exception as err:  # the learner's code may fail in any way: explain, don't raise
+            return _wrong(f"with {k} classes it raised {type(err).__name__}: {err}",
+                          "count TP, FP and FN per class from the confusion matrix first.")
+        if isinstance(got, torch.Tensor) and got.numel() == 1:
+            got = got.item()
+        if isinstance(got, bool) or not isinstance(got, numbers.Real):
+            return _wrong(f"it returned {type(got).__name__}, expected a float.")
+        got = float(got)
+        truth = f1_score(t.numpy(), p.numpy(), labels=list(range(k)), average="macro",
+                         zero_division=0)
+        if math.isclose(got, truth, rel_tol=1e-6, abs_tol=1e-9):  # float32 answers pass
+            continue
+        prec, rec, f1, true, pred = _per_class(t, p, k)
+        present = (true + pred) > 0
+        pm, rm = prec.mean(), rec.mean()
+        if math.isnan(got):
+            return _wrong(f"it returned nan with {k} classes.",
+                          "a class that is never predicted has 0/0 precision: count it as 0.")
+        if math.isclose(got, float((t == p).double().mean()), abs_tol=1e-9):
+            return _wrong("that is the micro average (equal to accuracy here).",
+                          "compute F1 for each class separately, then take the plain mean.")
+        if pm + rm > 0 and math.isclose(got, 2 * pm * rm / (pm + rm), abs_tol=1e-9):
+            return _wrong("it takes the harmonic mean of the averaged precision and recall.",
+                          "macro-F1 is the mean of the per-class F1 scores.")
+        if present.any() and math.isclose(got, f1[present].mean(), abs_tol=1e-9):
+            return _wrong(f"with {k} classes it averages only over the classes that occur.",
+                          "every class in range(num_classes) counts, an absent one with F1 = 0.")
+        if math.isclose(got, float((f1 * true).sum() / true.sum()), abs_tol=1e-9):
+            return _wrong("that is the support-weighted average.",
+                          "macro gives every class the same weight: a plain mean.")
+        return _wrong(f"with {k} classes it returned {got:.4f}, expected {truth:.4f}.",
+                      "F1_k = 2·TP_k / (2·TP_k + FP_k + FN_k); then average over all classes.")
+    return _right("it matches scikit-learn's macro-F1 on all cases, absent classes included.")
+
+
+def check_cv_leak(answer: object) -> Feedback:
+    """Check the line number of :data:`LEAKY_CV_LOOP` where information leaks across folds.
+
+    Used in chapter 07.
+
+    Args:
+        answer: The learner's line number (an int).
+
+    Returns:
+        The :class:`Feedback`.
+    """
+    if isinstance(answer, bool) or not isinstance(answer, numbers.Integral):
+        return _wrong(f"expected a line number, got {answer!r}.")
+    line = int(answer)
+    if line == 2:
+        return _right("the mean and standard deviation are computed over all examples, held-out "
+                      "folds included, so every fold's model was prepared with statistics of "
+                      "its own validation data. Compute them on X[train_idx] inside the loop.")
+    if line == 3:
+        return _wrong("line 3 applies the statistics; the leak is where they come from.",
+                      "which examples were used to compute mean and std?")
+    if line in (6, 7, 8):
+        return _wrong(f"line {line} is per fold and uses only its own indices.",
+                      "look at what happens before the loop.")
+    if line in (1, 4, 5, 9):
+        return _wrong(f"line {line} does not mix training and held-out data.",
+                      "a leak is any step whose result depends on the held-out fold.")
+    return _wrong(f"the listing has lines 1 to 9, got {line}.")
+
+
+def check_fold_standardize(
+    fn: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+) -> Feedback:
+    """Check ``fn(X_train, X_val) -> (X_train, X_val)`` standardising with training statistics.
+
+    Each feature is shifted by the training fold's mean and divided by its standard deviation;
+    the held-out fold is transformed with the same numbers. Used in chapter 07.
+
+    Args:
+        fn: The learner's function of two N×D float tensors.
+
+    Returns:
+        The :class:`Feedback`.
+    """
+    g = torch.Generator().manual_seed(3)
+    X_train = torch.randn(40, 3, generator=g, dtype=torch.float64) * torch.tensor([1.0, 5.0, 0.2],
+                                                                                  dtype=torch.float64) + 3
+    X_val = torch.randn(10, 3, generator=g, dtype=torch.float64) * 2 - 4  # a different distribution
+    try:
+        out = fn(X_train.clone(), X_val.clone())
+    except Exception as err:
+        return _wrong(f"it raised {type(err).__name__}: {err}")
+    if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(o, torch.Tensor) for o in out)):
+        return _wrong("expected a tuple (X_train, X_val) of tensors.")
+    a, b = out
+    if a.shape != X_train.shape or b.shape != X_val.shape:
+        return _wrong(f"the shapes changed: got {tuple(a.shape)} and {tuple(b.shape)}.")
+
+    def close(x: torch.Tensor, y: torch.Tensor) -> bool:
+        return torch.allclose(x.double(), y, atol=1e-5)
+
+    def std(x: torch.Tensor, unbiased: bool) -> torch.Tensor:
+        return x.std(dim=0, unbiased=unbiased)
+
+    for unbiased in (True, False):
+        m, s = X_train.mean(0), std(X_train, unbiased)
+        if close(a, (X_train - m) / s) and close(b, (X_val - m) / s):
+            return _right("the held-out fold is scaled with the training fold's mean and std only.")
+    both = torch.cat([X_train, X_val])
+    for unbiased in (True, False):
+        m, s = both.mean(0), std(both, unbiased)
+        if close(a, (X_train - m) / s):
+            return _wrong("the statistics come from both folds together: the held-out fold leaks "
+                          "into the preprocessing.", "compute mean and std from X_train alone.")
+    for unbiased in (True, False):
+        if close(b, (X_val - X_val.mean(0)) / std(X_val, unbiased)):
+            return _wrong("the held-out fold is standardised with its own statistics.",
+                          "reuse the training fold's mean and std for X_val: a model deployed "
+                          "later sees one example at a time and has no such statistics.")
+    if close(a, X_train - X_train.mean(0)):
+        return _wrong("the features are centred but not scaled.", "divide by the std as well.")
+    return _wrong("the values differ from (X − mean_train) / std_train per feature.",
+                  "use dim=0: one mean and std per feature (column), not per example.")
