@@ -23,6 +23,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -79,7 +80,7 @@ def run_config(name: str, results: dict[str, Any], fn: Callable[[], dict[str, fl
         results[name] = {"error": f"{type(error).__name__}: {error}".strip()[:500],
                          "where": traceback.format_exc(limit=-2)[-600:]}
     results[name]["wall_s"] = round(time.perf_counter() - start, 1)
-    print(f"# {name}: {results[name]}", flush=True)
+    print(f"# {name}: {results[name]}", file=sys.stderr, flush=True)
 
 
 def main() -> None:
