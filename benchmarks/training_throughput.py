@@ -43,7 +43,8 @@ def get_images(n: int, synthetic: bool) -> tuple[torch.Tensor, torch.Tensor, str
     if not synthetic:
         try:
             ds = load("cifar10", split="train")
-            return ds.images[:n].clone(), ds.labels[:n].clone(), "cifar10"
+            pick = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:n]
+            return ds.images[pick], ds.labels[pick], "cifar10"
         except FileNotFoundError:
             pass
     g = torch.Generator().manual_seed(0)

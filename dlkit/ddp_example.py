@@ -51,7 +51,7 @@ def make_data(name: str, n: int, image_size: int = 32) -> tuple[torch.Tensor, to
 
     Args:
         name: ``"shapes"`` (procedural, no files) or ``"cifar10"``.
-        n: Number of images (the first ``n`` of the canonical order).
+        n: Number of images (a seeded random subset for CIFAR-10).
         image_size: Size of the procedural images (CIFAR-10 is always 32).
 
     Returns:
@@ -60,7 +60,10 @@ def make_data(name: str, n: int, image_size: int = 32) -> tuple[torch.Tensor, to
     if name == "shapes":
         ds = dlkit_data.load("shapes", num_samples=n, image_size=image_size, seed=0)
     elif name == "cifar10":
-        ds = dlkit_data.load("cifar10", split="train").subset(range(n))
+        full = dlkit_data.load("cifar10", split="train")
+        # The canonical order is sorted by class: draw the subset at random (seeded).
+        pick = torch.randperm(len(full), generator=torch.Generator().manual_seed(0))[:n]
+        ds = full.subset(pick)
     else:
         raise ValueError(f"data must be 'shapes' or 'cifar10', got {name!r}")
     X, y = dlkit_data.to_tensors(ds, *dlkit_data.channel_stats(ds))
