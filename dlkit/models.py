@@ -29,6 +29,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from dlkit import augment
+
 __all__ = [
     "ArticleCNN",
     "BasicBlock",
@@ -575,24 +577,13 @@ def random_crop_flip(
     Raises:
         ValueError: If ``X`` is not 4-D or ``padding`` is negative.
     """
-    if X.ndim != 4:
-        raise ValueError(f"expected a batch of images N×C×H×W, got shape {tuple(X.shape)}")
+    # One implementation for the book: chapter 03's, whose distribution is tested against
+    # torchvision's per-image transforms; this wrapper only adapts it to fit's (X, y) hook.
     if padding < 0:
         raise ValueError(f"padding must be >= 0, got {padding}")
-    n, _, h, w = X.shape
-    if padding:
-        Xp = F.pad(X, (padding,) * 4)
-        dy = torch.randint(0, 2 * padding + 1, (n, 1), device=X.device, generator=generator)
-        dx = torch.randint(0, 2 * padding + 1, (n, 1), device=X.device, generator=generator)
-        rows = torch.arange(h, device=X.device) + dy  # N×H: which padded rows each image keeps
-        cols = torch.arange(w, device=X.device) + dx
-        idx = torch.arange(n, device=X.device)[:, None, None]
-        # Advanced indexing with the slice in between puts the indexed dims first: N×H×W×C.
-        X = Xp[idx, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-    if flip:
-        mask = torch.rand(n, device=X.device, generator=generator) < 0.5
-        X = torch.where(mask[:, None, None, None], X.flip(3), X)
-    return X.contiguous(), y
+    out = augment.random_crop_flip(X, padding=padding, flip_p=0.5 if flip else 0.0,
+                                   generator=generator)
+    return out.contiguous(), y
 
 
 @dataclasses.dataclass
