@@ -223,7 +223,7 @@ def inspect_file(
     row = _row(source, path, -1, label)
     p = Path(path)
     if not p.exists():
-        row.update(problem="missing_file", detail=f"{path} does not exist")
+        row.update(problem="missing_file", detail="no such file: the source lists it, the disk does not have it")
         return row
     try:
         raw = p.read_bytes()

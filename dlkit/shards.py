@@ -250,7 +250,8 @@ class ShardedDataset(IterableDataset):
         """Choose the epoch whose shuffle the next iteration uses (same on every rank)."""
         self.epoch = int(epoch)
 
-    def _order(self) -> list[int]:
+    def shard_order(self) -> list[int]:
+        """The order in which this epoch visits the shards (the same on every rank)."""
         order = np.arange(len(self.shards))
         if self.shuffle:
             order = np.random.default_rng([self.seed, self.epoch]).permutation(order)
@@ -263,7 +264,7 @@ class ShardedDataset(IterableDataset):
     def my_shards(self) -> list[int]:
         """Indices of the shards this rank and worker read this epoch, in reading order."""
         worker, num_workers = self._reader()
-        order = self._order()
+        order = self.shard_order()
         return [order[p] for p in shard_assignment(len(order), self.rank, self.world_size, worker, num_workers)]
 
     def read_shard(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
