@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import logging
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -49,29 +51,47 @@ def _check_example(model: nn.Module, example: torch.Tensor) -> None:
         raise ValueError(f"example must be a float tensor (normalised images), got {example.dtype}")
 
 
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporter's progress lines, warnings and failure dumps (the error says enough)."""
+    sink = io.StringIO()
+    logging.disable(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def _to_onnx(model: nn.Module, args: tuple, dynamic_batch: bool, opset: int | None):
-    """One call of the torch.export-based exporter; its progress chatter is silenced."""
+    """One call of the torch.export-based exporter."""
     dims = None
     if dynamic_batch:
         # A named dimension per tensor argument; min=1 so that batch 1 is allowed too.
         batch = torch.export.Dim("batch", min=1, max=2**16)
         dims = tuple({0: batch} if isinstance(a, torch.Tensor) else None for a in args)
     kwargs = {} if opset is None else {"opset_version": opset}
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _quiet():
         return torch.onnx.export(
             model, args, None, dynamo=True, dynamic_shapes=dims, external_data=False,
             input_names=["images"], output_names=["logits"], **kwargs,
         )
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    # The exporter's own report is long; keep the lines that name the failing operation.
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    keep = [ln for ln in lines if any(w in ln for w in ("Error", "error", "aten", "Unsupported",
-                                                         "data-dependent", "Could not"))]
-    return (keep or lines)[0][:300]
+def _reason(err: BaseException) -> str:
+    """The root cause of an export failure in one line, with the source line that raised it."""
+    root = err
+    while root.__cause__ is not None:
+        root = root.__cause__
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(root)).strip()
+    first = text.splitlines()[0] if text else ""
+    reason = f"{type(root).__name__}: {first[:200]}" if first else type(root).__name__
+    calls = re.findall(r'File "([^"]+)", line (\d+), in (\w+)', str(err))
+    if calls:
+        file, line, func = calls[-1]
+        reason += f" (raised in {func}, {Path(file).name}:{line})"
+    return reason
 
 
 def _culprit(model: nn.Module, example: torch.Tensor, dynamic_batch: bool, opset: int | None) -> str:
@@ -149,7 +169,7 @@ def export_onnx(
             layer = model.get_submodule(where) if not where.startswith("(") else model
             raise ExportError(
                 f"could not export {type(model).__name__} to ONNX: layer {where!r} "
-                f"({type(layer).__name__}) fails: {_first_line(err)}. Typical causes: Python "
+                f"({type(layer).__name__}) fails: {_reason(err)}. Typical causes: Python "
                 "control flow that depends on tensor values (use torch.where / torch.cond), "
                 ".item()/.numpy()/.tolist() inside forward, or an operator with no ONNX "
                 "translation (rewrite it with standard ops)."
@@ -301,12 +321,13 @@ def save_exported(model: nn.Module, example: torch.Tensor, path: PathLike, *, dy
     was_training = model.training
     model.eval()
     try:
-        program = torch.export.export(model, (example,), dynamic_shapes=dims)
+        with _quiet():
+            program = torch.export.export(model, (example,), dynamic_shapes=dims)
     except Exception as err:
-        raise ExportError(f"torch.export could not capture {type(model).__name__}: {_first_line(err)}") from err
+        raise ExportError(f"torch.export could not capture {type(model).__name__}: {_reason(err)}") from err
     finally:
         model.train(was_training)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp.pt2")
     os.close(fd)
     try:
         torch.export.save(program, tmp)
