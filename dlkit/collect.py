@@ -52,12 +52,12 @@ from PIL import ExifTags, Image, ImageOps
 from dlkit.dedup import phash_image
 
 __all__ = [
+    "MANIFEST_COLUMNS",
+    "PROBLEM_KINDS",
     "ArraySource",
     "CsvSource",
     "FolderSource",
-    "MANIFEST_COLUMNS",
     "Manifest",
-    "PROBLEM_KINDS",
     "collect",
     "inspect_file",
     "read_metadata",
@@ -241,7 +241,7 @@ def inspect_file(
         except Image.DecompressionBombError as err:
             row.update(problem="bomb", detail=f"Pillow refused it: {err}")
             return row
-        except Exception as err:  # UnidentifiedImageError and parser errors alike
+        except Exception as err:  # noqa: BLE001 (UnidentifiedImageError and parser errors alike)
             row.update(problem="not_an_image", detail=f"no image format recognises the bytes ({type(err).__name__})")
             return row
         w, h = img.size
@@ -252,7 +252,7 @@ def inspect_file(
             return row
         try:
             img.load()
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 (any decoder failure means a broken file)
             row.update(problem="truncated", detail=f"decoding failed: {err}")
             return row
     if img.mode not in accept_modes:

@@ -21,8 +21,9 @@ import os
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Union
+from typing import Union
 
 from tqdm.auto import tqdm
 
@@ -91,7 +92,7 @@ def _fetch(url: str, part: Path, timeout: float, chunk_size: int, progress: bool
     if have:
         request.add_header("Range", f"bytes={have}-")
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (URL given by the caller)
+        response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as err:
         if err.code == 416 and have:
             # Range past the end: the partial file cannot be trusted; restart.

@@ -8,8 +8,19 @@ import numpy as np
 import pytest
 from PIL import ExifTags, Image
 
-from dlkit.collect import (PROBLEM_KINDS, ArraySource, CsvSource, FolderSource, Manifest, collect,
-                           inspect_file, read_metadata, strip_metadata, to_rgb, write_messy_examples)
+from dlkit.collect import (
+    PROBLEM_KINDS,
+    ArraySource,
+    CsvSource,
+    FolderSource,
+    Manifest,
+    collect,
+    inspect_file,
+    read_metadata,
+    strip_metadata,
+    to_rgb,
+    write_messy_examples,
+)
 
 CLASSES = ["cat", "dog"]
 

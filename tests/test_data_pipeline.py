@@ -74,7 +74,7 @@ def test_running_channel_stats_equal_numpy_population_stats():
 def test_running_channel_stats_rejects_bad_input():
     stats = data.RunningChannelStats()
     with pytest.raises(ValueError, match="update"):
-        stats.mean
+        _ = stats.mean
     with pytest.raises(ValueError, match="uint8"):
         stats.update(np.zeros((2, 3, 4, 4), np.float32))
     stats.update(np.zeros((2, 3, 4, 4), np.uint8))

@@ -11,8 +11,16 @@ import torch
 from PIL import Image
 
 from dlkit import data
-from dlkit.dedup import (duplicate_groups, exact_groups, hamming, image_features, nearest_neighbours,
-                         phash, phash_image, pixel_hashes)
+from dlkit.dedup import (
+    duplicate_groups,
+    exact_groups,
+    hamming,
+    image_features,
+    nearest_neighbours,
+    phash,
+    phash_image,
+    pixel_hashes,
+)
 
 
 def _smooth_images(n, size=64, seed=0):

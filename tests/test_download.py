@@ -32,7 +32,7 @@ class _Handler(BaseHTTPRequestHandler):
         if cut is not None:
             self.close_connection = True
 
-    def do_GET(self):  # noqa: N802 (http.server's naming)
+    def do_GET(self):
         srv = self.server
         path = self.path
         rng = self.headers.get("Range")

@@ -38,7 +38,7 @@ def check_streaming_stats(fn: Callable[[Iterable[torch.Tensor]], tuple[object, o
     mean, std = pixels.mean(dim=1), pixels.std(dim=1, correction=0)
     try:
         got = fn(iter([b.clone() for b in batches]))
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 (the learner's code may raise anything)
         return _wrong(f"it raised {type(err).__name__}: {err}",
                       "the batches arrive as an iterator: you can go through them only once.")
     if not (isinstance(got, tuple) and len(got) == 2):
@@ -90,7 +90,7 @@ def check_hamming_distance(fn: Callable[[int, int], object]) -> Feedback:
         truth = bin(a ^ b).count("1")
         try:
             got = fn(a, b)
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 (the learner's code may raise anything)
             return _wrong(f"fn({a}, {b}) raised {type(err).__name__}: {err}")
         if isinstance(got, bool) or not isinstance(got, numbers.Integral):
             return _wrong(f"fn({a}, {b}) returned {got!r}, expected an int.")
@@ -120,7 +120,7 @@ def check_shard_split(fn: Callable[[int, int, int, int, int], Iterable[int]]) ->
             for worker in range(workers):
                 try:
                     mine = [int(k) for k in fn(num_shards, rank, world, worker, workers)]
-                except Exception as err:
+                except Exception as err:  # noqa: BLE001 (the learner's code may raise anything)
                     return _wrong(f"fn({num_shards}, {rank}, {world}, {worker}, {workers}) raised "
                                   f"{type(err).__name__}: {err}")
                 seen.update(mine)
