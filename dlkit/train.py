@@ -10,7 +10,6 @@ Chapter 07 adds the options that make runs trustworthy: checkpoints and exact re
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import math
 import os

@@ -17,7 +17,12 @@ import torch
 from torch import nn
 
 import dlkit.checkpoint as ckpt
-from dlkit.checkpoint import CheckpointError, load_checkpoint, previous_path, save_checkpoint
+from dlkit.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    previous_path,
+    save_checkpoint,
+)
 from dlkit.data import make_loader
 from dlkit.train import EarlyStopping, fit
 
@@ -68,7 +73,7 @@ def _run_script(tmp_path: Path, *args: str) -> subprocess.Popen:
 
 
 def _finish(proc: subprocess.Popen) -> None:
-    out, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
 
 

@@ -123,7 +123,7 @@ def test_confusion_matrix_bad_num_classes(k):
 # --------------------------------------------------------------------------- #
 # precision_recall_f1 (chapter 07)
 # --------------------------------------------------------------------------- #
-from dlkit.metrics import CVResult, cross_validate, precision_recall_f1  # noqa: E402
+from dlkit.metrics import CVResult, cross_validate, precision_recall_f1
 
 
 def _many_cases():

@@ -588,7 +588,7 @@ def test_compile_falls_back_to_eager_when_compiling_fails(monkeypatch):
 # --------------------------------------------------------------------------- #
 # Early stopping and TensorBoard logging (chapter 07)
 # --------------------------------------------------------------------------- #
-from dlkit.train import EarlyStopping  # noqa: E402
+from dlkit.train import EarlyStopping
 
 
 def _scripted_val_losses(monkeypatch, losses):
