@@ -70,7 +70,7 @@ def check_macro_f1(fn: Callable[[torch.Tensor, torch.Tensor, int], object]) -> F
     for k, t, p in _cases():
         try:
             got = fn(t.clone(), p.clone(), k)
-        except Exception as err:  # the learner's code may fail in any way: explain, don't raise
+        except Exception as err:  # noqa: BLE001 (the learner's code may fail in any way: explain it)
             return _wrong(f"with {k} classes it raised {type(err).__name__}: {err}",
                           "count TP, FP and FN per class from the confusion matrix first.")
         if isinstance(got, torch.Tensor) and got.numel() == 1:
@@ -155,7 +155,7 @@ def check_fold_standardize(
     X_val = torch.randn(10, 3, generator=g, dtype=torch.float64) * 2 - 4  # a different distribution
     try:
         out = fn(X_train.clone(), X_val.clone())
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 (report any failure of the learner's code)
         return _wrong(f"it raised {type(err).__name__}: {err}")
     if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(o, torch.Tensor) for o in out)):
         return _wrong("expected a tuple (X_train, X_val) of tensors.")
