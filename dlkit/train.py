@@ -446,6 +446,15 @@ class _TensorBoard:
         self.writer.close()
 
 
+def _set_epoch(loader: Iterable, epoch: int) -> None:
+    # DistributedSampler and sharded IterableDatasets reshuffle only when told the epoch
+    # (chapters 02 and 08); without this every epoch would repeat the first one's order.
+    for owner in (getattr(loader, "sampler", None), getattr(loader, "dataset", None)):
+        set_epoch = getattr(owner, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(epoch)
+
+
 def evaluate(
     model: nn.Module,
     loader: Iterable,
@@ -629,6 +638,7 @@ def fit(
     try:
         for epoch in range(first_epoch, epochs + 1):
             bar.set_description(f"epoch {epoch}/{epochs}")
+            _set_epoch(train_loader, epoch - 1)
             model.train()
             start = time.perf_counter()
             # Sums stay on the device: calling .item() every step would stall a GPU.

@@ -722,3 +722,28 @@ def test_tensorboard_rejects_bad_hparams(tmp_path):
     with pytest.raises(TypeError, match=r"hparams\['layers'\] must be a number, string or bool"):
         _quiet_fit(_linear(), make_loader(X, y, 4), epochs=1, log_dir=tmp_path,
                    hparams={"layers": [1, 2]})
+
+
+def test_fit_tells_samplers_and_iterable_datasets_the_epoch():
+    class Recorder(torch.utils.data.IterableDataset):
+        def __init__(self):
+            self.epochs = []
+
+        def set_epoch(self, epoch):
+            self.epochs.append(epoch)
+
+        def __iter__(self):
+            g = torch.Generator().manual_seed(len(self.epochs))
+            yield torch.randn(4, 3, generator=g), torch.tensor([0, 1, 0, 1])
+
+    ds = Recorder()
+    loader = torch.utils.data.DataLoader(ds, batch_size=None)
+    X, y, model = _linear_problem(d=3, k=2)
+    fit(model.float(), loader, epochs=3, device="cpu", progress=False, verbose=False)
+    assert ds.epochs == [0, 1, 2]
+
+    sampler = torch.utils.data.DistributedSampler(range(8), num_replicas=2, rank=0, seed=0)
+    data = torch.utils.data.TensorDataset(torch.randn(8, 3), torch.randint(0, 2, (8,)))
+    loader = torch.utils.data.DataLoader(data, batch_size=2, sampler=sampler)
+    fit(nn.Linear(3, 2), loader, epochs=2, device="cpu", progress=False, verbose=False)
+    assert sampler.epoch == 1
