@@ -1,6 +1,6 @@
 """Load test of the chapter 09 HTTP service: throughput and p50/p99 latency, zero errors expected.
 
-The server (``python -m dlkit.deploy.serve``, uvicorn, one worker) runs in its own process on a
+The server (``python -m dlkit.deploy``, uvicorn, one worker) runs in its own process on a
 free port of 127.0.0.1 with ``dlkit.models.SmallCNN``; this process sends ``--requests`` PNG
 images from ``--concurrency`` parallel keep-alive clients. Throughput depends on the model's
 compute, not on its accuracy, so the weights are the untrained initialisation. Bad requests are
@@ -54,7 +54,7 @@ def main() -> None:
         weights = Path(tmp) / "smallcnn.pt"
         torch.save(SmallCNN(num_classes=10).state_dict(), weights)
         port = free_port()
-        cmd = [sys.executable, "-m", "dlkit.deploy.serve", "--model", "dlkit.models:SmallCNN",
+        cmd = [sys.executable, "-m", "dlkit.deploy", "--model", "dlkit.models:SmallCNN",
                "--weights", str(weights), "--classes", ",".join(CLASSES), "--mean", "0.49,0.48,0.45",
                "--std", "0.25,0.24,0.26", "--port", str(port), "--threads", str(args.server_threads)]
         server = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": str(args.server_threads)})

@@ -4,7 +4,7 @@
 ``image/jpeg``, ...) and returns the class probabilities as JSON; ``GET /health`` says whether
 the model is loaded. Every kind of bad input gets a 4xx answer with a JSON body that says what
 was wrong, and the server keeps serving. Used in chapter 09 (deployment); run it with
-``python -m dlkit.deploy.serve --help``.
+``python -m dlkit.deploy --help``.
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations at
@@ -418,7 +418,7 @@ def _import(spec: str) -> Callable[[], nn.Module]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: ``python -m dlkit.deploy.serve --model dlkit.models:SmallCNN --weights w.pt ...``."""
+    """Command line: ``python -m dlkit.deploy --model dlkit.models:SmallCNN --weights w.pt ...``."""
     import uvicorn
 
     p = argparse.ArgumentParser(description="Serve an image classifier over HTTP.")
