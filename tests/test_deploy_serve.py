@@ -206,3 +206,21 @@ def test_weights_are_loaded_safely_and_checked(tmp_path, weights):
     with pytest.raises(RuntimeError, match=r"did not start: ValueError.*\(1, 3\) for 3 classes"):
         with BackgroundServer(app):
             pass
+
+
+def test_drift_endpoint_reports_on_recent_requests(weights):
+    from dlkit.deploy import DriftMonitor
+
+    _, path = weights
+    rng = np.random.default_rng(0)
+    reference = torch.from_numpy(rng.integers(0, 256, (300, 3, 32, 32), dtype=np.uint8))
+    monitor = DriftMonitor(reference, rng.integers(0, 4, 300), num_classes=4)
+    app = serve(build, path, classes=CLASSES, mean=MEAN, std=STD, monitor=monitor, window=40)
+    with BackgroundServer(app) as srv, httpx.Client(base_url=srv.url) as client:
+        assert_error(client.get("/drift"), 409, "30")
+        dark = Image.fromarray(np.full((32, 32, 3), 10, dtype=np.uint8))
+        for _ in range(40):
+            assert post(client, encode(dark)).status_code == 200
+        report = client.get("/drift").json()
+    assert report["n"] == 40 and report["drift"]
+    assert any(a.startswith("brightness shifted down") for a in report["alerts"])
