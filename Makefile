@@ -3,6 +3,7 @@
 #   make test      run the dlkit unit tests and re-run every chapter under nbval
 #   make execute   re-execute the chapters in place, refreshing their committed outputs
 #   make student   write student copies of the chapters, without solutions, to student/
+#   make benchmark run the CPU benchmarks in benchmarks/ (JSON lines)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -34,8 +35,12 @@ execute: $(VENV)/.installed
 student: $(VENV)/.installed
 	$(BIN)/python tools/student_copies.py $(CHAPTERS) --out student
 
+# CPU benchmarks, one JSON line each (several minutes in all). The GPU ones take --device cuda
+# (training_throughput.py) or need a CUDA GPU (resnet_gpu.py): run them by hand on a GPU machine.
+BENCHMARKS := fit_overhead scratch_adam manifest_throughput shard_memory augment_pipeline \
+	checkpoint_overhead training_throughput inference_latency serving_load
 benchmark: $(VENV)/.installed
-	$(BIN)/python benchmarks/fit_overhead.py
+	@for b in $(BENCHMARKS); do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf _build student
