@@ -17,7 +17,6 @@ import platform
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from dlkit import data, deploy

@@ -8,7 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from dlkit.deploy import ExportError, export_onnx, load_exported, onnx_parity, ort_session, run_onnx, save_exported
+from dlkit.deploy import (
+    ExportError,
+    export_onnx,
+    load_exported,
+    onnx_parity,
+    ort_session,
+    run_onnx,
+    save_exported,
+)
 
 
 def tiny_cnn() -> nn.Module:
@@ -70,7 +78,7 @@ def test_export_leaves_only_the_target_file_and_restores_training_mode(tmp_path)
 
 
 def test_parity_report_flags_a_different_model(exported):
-    net, path = exported
+    _, path = exported
     other = tiny_cnn()
     with torch.no_grad():
         other[-1].bias += 1.0

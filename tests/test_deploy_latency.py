@@ -7,7 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from dlkit.deploy import as_runner, export_onnx, latency_table, measure_latency, ort_session, torch_threads
+from dlkit.deploy import (
+    as_runner,
+    export_onnx,
+    latency_table,
+    measure_latency,
+    ort_session,
+    torch_threads,
+)
 
 
 def small() -> nn.Module:
@@ -52,8 +59,7 @@ def test_threads_context_restores_and_checks():
     with torch_threads(1) as n:
         assert n == torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
-    with pytest.raises(ValueError, match="threads"):
-        with torch_threads(0):
-            pass
+    with pytest.raises(ValueError, match="threads"), torch_threads(0):
+        pass
     with pytest.raises(ValueError, match="repeats"):
         measure_latency(small(), torch.zeros(1, 3, 8, 8), repeats=1)

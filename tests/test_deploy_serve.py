@@ -196,16 +196,15 @@ def test_weights_are_loaded_safely_and_checked(tmp_path, weights):
     evil = tmp_path / "evil.pt"
     evil.write_bytes(pickle.dumps({"0.weight": Payload()}, protocol=2))
     app = serve(build, evil, classes=CLASSES, mean=MEAN, std=STD)
-    with pytest.raises(RuntimeError, match="did not start: UnpicklingError"):
-        with BackgroundServer(app):
-            pass
+    with pytest.raises(RuntimeError, match="did not start: UnpicklingError"), BackgroundServer(app):
+        pass
     with pytest.raises(FileNotFoundError, match="no weights"):
         serve(build, tmp_path / "missing.pt", classes=CLASSES, mean=MEAN, std=STD)
     # Weights whose output size does not match the class list fail at start-up too.
     app = serve(build, weights[1], classes=CLASSES[:3], mean=MEAN, std=STD)
-    with pytest.raises(RuntimeError, match=r"did not start: ValueError.*\(1, 3\) for 3 classes"):
-        with BackgroundServer(app):
-            pass
+    with pytest.raises(RuntimeError, match=r"did not start: ValueError.*\(1, 3\) for 3 classes"), \
+            BackgroundServer(app):
+        pass
 
 
 def test_drift_endpoint_reports_on_recent_requests(weights):

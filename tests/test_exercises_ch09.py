@@ -9,7 +9,7 @@ from dlkit.exercises import check_psi, check_quantize
 
 
 def test_check_quantize():
-    right = lambda x, s, z: torch.clamp(torch.round(x / s) + z, 0, 255)  # noqa: E731
+    right = lambda x, s, z: torch.clamp(torch.round(x / s) + z, 0, 255)
     assert check_quantize(right).ok
     assert check_quantize(lambda x, s, z: right(x, s, z).to(torch.uint8)).ok
     cases = {

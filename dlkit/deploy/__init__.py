@@ -17,8 +17,21 @@ from dlkit.deploy.export import (
     run_onnx,
     save_exported,
 )
-from dlkit.deploy.latency import Latency, as_runner, latency_table, measure_latency, torch_threads
-from dlkit.deploy.monitor import FEATURES, DriftMonitor, DriftReport, class_psi, image_features, psi
+from dlkit.deploy.latency import (
+    Latency,
+    as_runner,
+    latency_table,
+    measure_latency,
+    torch_threads,
+)
+from dlkit.deploy.monitor import (
+    FEATURES,
+    DriftMonitor,
+    DriftReport,
+    class_psi,
+    image_features,
+    psi,
+)
 from dlkit.deploy.prune import (
     freeze,
     make_permanent,
@@ -29,16 +42,55 @@ from dlkit.deploy.prune import (
     sparsity,
     to_sequential,
 )
-from dlkit.deploy.quantize import file_size_mb, quantize_dynamic_onnx, quantize_static_onnx, state_dict_size_mb
-from dlkit.deploy.serve import BackgroundServer, BadImage, decode_image, load_test, serve
+from dlkit.deploy.quantize import (
+    file_size_mb,
+    quantize_dynamic_onnx,
+    quantize_static_onnx,
+    state_dict_size_mb,
+)
+from dlkit.deploy.serve import (
+    BackgroundServer,
+    BadImage,
+    decode_image,
+    load_test,
+    serve,
+)
 
 __all__ = [
-    "ExportError", "Parity", "export_onnx", "load_exported", "onnx_parity", "ort_session", "run_onnx",
+    "FEATURES",
+    "BackgroundServer",
+    "BadImage",
+    "DriftMonitor",
+    "DriftReport",
+    "ExportError",
+    "Latency",
+    "Parity",
+    "as_runner",
+    "class_psi",
+    "decode_image",
+    "export_onnx",
+    "file_size_mb",
+    "freeze",
+    "image_features",
+    "latency_table",
+    "load_exported",
+    "load_test",
+    "make_permanent",
+    "measure_latency",
+    "onnx_parity",
+    "ort_session",
+    "prunable",
+    "prune_filters",
+    "prune_unstructured",
+    "psi",
+    "quantize_dynamic_onnx",
+    "quantize_static_onnx",
+    "remove_zero_filters",
+    "run_onnx",
     "save_exported",
-    "Latency", "as_runner", "latency_table", "measure_latency", "torch_threads",
-    "FEATURES", "DriftMonitor", "DriftReport", "class_psi", "image_features", "psi",
-    "freeze", "make_permanent", "prunable", "prune_filters", "prune_unstructured", "remove_zero_filters",
-    "sparsity", "to_sequential",
-    "file_size_mb", "quantize_dynamic_onnx", "quantize_static_onnx", "state_dict_size_mb",
-    "BackgroundServer", "BadImage", "decode_image", "load_test", "serve",
+    "serve",
+    "sparsity",
+    "state_dict_size_mb",
+    "to_sequential",
+    "torch_threads",
 ]

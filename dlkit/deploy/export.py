@@ -25,13 +25,13 @@ from torch import nn
 
 __all__ = [
     "ExportError",
+    "Parity",
     "export_onnx",
+    "load_exported",
+    "onnx_parity",
     "ort_session",
     "run_onnx",
-    "Parity",
-    "onnx_parity",
     "save_exported",
-    "load_exported",
 ]
 
 PathLike = str | os.PathLike
@@ -99,13 +99,13 @@ def _culprit(model: nn.Module, example: torch.Tensor, dynamic_batch: bool, opset
     inputs: dict[str, tuple] = {}
     hooks = []
     for name, module in model.named_modules():
-        def hook(mod, args, name=name):  # noqa: ANN001
+        def hook(mod, args, name=name):
             inputs.setdefault(name, tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args))
         hooks.append(module.register_forward_pre_hook(hook))
     try:
         with torch.no_grad():
             model(example)
-    except Exception:  # the eager run may itself fail; the search below uses what was recorded
+    except Exception:  # noqa: BLE001, S110 (an eager failure still leaves the inputs recorded so far)
         pass
     finally:
         for h in hooks:
@@ -118,7 +118,7 @@ def _culprit(model: nn.Module, example: torch.Tensor, dynamic_batch: bool, opset
                 continue
             try:
                 _to_onnx(child, inputs[full], dynamic_batch, opset)
-            except Exception:
+            except Exception:  # noqa: BLE001 (any exporter failure marks this child as the culprit)
                 name, module = full, child
                 break
         else:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Latency", "as_runner", "measure_latency", "latency_table", "torch_threads"]
+__all__ = ["Latency", "as_runner", "latency_table", "measure_latency", "torch_threads"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +55,7 @@ def torch_threads(n: int | None) -> Iterator[int]:
         torch.set_num_threads(before)
 
 
-def as_runner(model) -> Callable[[torch.Tensor], object]:  # noqa: ANN001
+def as_runner(model) -> Callable[[torch.Tensor], object]:
     """A function ``f(X)`` running ``model`` on a float tensor batch.
 
     Accepts an ``nn.Module`` (run in eval mode under ``torch.inference_mode``), an ONNX Runtime
@@ -83,7 +83,7 @@ def as_runner(model) -> Callable[[torch.Tensor], object]:  # noqa: ANN001
 
 
 def measure_latency(
-    model,  # noqa: ANN001
+    model,
     example: torch.Tensor,
     *,
     name: str = "",

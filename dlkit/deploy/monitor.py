@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-__all__ = ["FEATURES", "image_features", "psi", "class_psi", "DriftReport", "DriftMonitor"]
+__all__ = ["FEATURES", "DriftMonitor", "DriftReport", "class_psi", "image_features", "psi"]
 
 FEATURES = ("brightness", "contrast", "red", "green", "blue", "sharpness")
 

@@ -16,13 +16,13 @@ from torch.nn.utils import prune
 
 __all__ = [
     "freeze",
-    "prunable",
-    "prune_unstructured",
-    "prune_filters",
     "make_permanent",
+    "prunable",
+    "prune_filters",
+    "prune_unstructured",
+    "remove_zero_filters",
     "sparsity",
     "to_sequential",
-    "remove_zero_filters",
 ]
 
 _PRUNABLE = (nn.Conv2d, nn.Linear)
@@ -268,5 +268,6 @@ def remove_zero_filters(seq: nn.Sequential, example: torch.Tensor) -> nn.Sequent
                 layer.in_features = int(keep.numel())
             keep = None
         elif not isinstance(layer, _PASS_THROUGH):
-            raise ValueError(f"layer {i} ({type(layer).__name__}) is not supported by remove_zero_filters")
+            raise ValueError(  # noqa: TRY004 (a value of the network, not a wrong argument type)
+                f"layer {i} ({type(layer).__name__}) is not supported by remove_zero_filters")
     return nn.Sequential(*layers).eval()

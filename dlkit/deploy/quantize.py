@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["quantize_dynamic_onnx", "quantize_static_onnx", "file_size_mb", "state_dict_size_mb"]
+__all__ = ["file_size_mb", "quantize_dynamic_onnx", "quantize_static_onnx", "state_dict_size_mb"]
 
 PathLike = str | os.PathLike
 
@@ -31,7 +31,7 @@ def _paths(src: PathLike, dst: PathLike) -> tuple[Path, Path]:
     return src, dst
 
 
-def _atomic(dst: Path, write) -> Path:  # noqa: ANN001
+def _atomic(dst: Path, write) -> Path:
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=dst.name, suffix=".tmp.onnx")
     os.close(fd)
     try:
@@ -125,7 +125,12 @@ def quantize_static_onnx(
         ValueError: If ``calibration`` yields nothing, or ``method`` is unknown.
     """
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["BadImage", "decode_image", "serve", "BackgroundServer", "load_test", "CONTENT_TYPES"]
+__all__ = ["CONTENT_TYPES", "BackgroundServer", "BadImage", "decode_image", "load_test", "serve"]
 
 # Content types accepted by /predict and the Pillow decoder each may use.
 CONTENT_TYPES = {
@@ -91,7 +91,7 @@ def decode_image(
                             f"(accepted formats: {', '.join(sorted(set(CONTENT_TYPES.values())))})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise BadImage(422, f"the image is too large to decode safely: {err}") from None
-    except Exception as err:  # Pillow's plugins raise many types for malformed headers
+    except Exception as err:  # noqa: BLE001 (Pillow's plugins raise many types for malformed headers)
         raise BadImage(400, f"could not read the image header: {err}") from None
     w, h = img.size
     if w * h > max_pixels:
@@ -104,7 +104,7 @@ def decode_image(
                             f"(mode {mode}); send an 8-bit RGB image")
     try:
         img.load()
-    except Exception as err:  # truncated or corrupt pixel data
+    except Exception as err:  # noqa: BLE001 (truncated or corrupt pixel data: many types)
         raise BadImage(400, f"the image data is truncated or corrupt: {err}") from None
     converted = None
     if mode != "RGB":
@@ -119,7 +119,7 @@ def decode_image(
                 img = Image.alpha_composite(white, rgba).convert("RGB")
             else:
                 img = img.convert("RGB")
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 (bad input must never become a 500)
             raise BadImage(422, f"cannot convert an image of mode {mode} to RGB: {err}") from None
         converted = mode
     side = min(w, h)
@@ -145,7 +145,7 @@ def serve(
     max_pixels: int = 4096 * 4096,
     min_side: int = 8,
     convert_modes: bool = True,
-    monitor=None,  # noqa: ANN001
+    monitor=None,
     window: int = 500,
 ):
     """Build the FastAPI app that serves ``build_model()`` with the weights in ``weights``.
@@ -202,7 +202,7 @@ def serve(
                    "recent": collections.deque(maxlen=window)}
 
     @contextlib.asynccontextmanager
-    async def lifespan(app):  # noqa: ANN001, ANN202
+    async def lifespan(app):
         try:
             model = build_model()
             model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
@@ -299,7 +299,7 @@ class BackgroundServer:
         timeout: Seconds to wait for start-up.
     """
 
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, timeout: float = 60.0) -> None:  # noqa: ANN001
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, timeout: float = 60.0) -> None:
         import uvicorn
 
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -324,7 +324,7 @@ class BackgroundServer:
         """Base URL, e.g. ``http://127.0.0.1:54321``."""
         return f"http://{self.host}:{self.port}"
 
-    def __enter__(self) -> "BackgroundServer":
+    def __enter__(self) -> "BackgroundServer":  # noqa: PYI034 (Self needs Python 3.11+)
         self._thread.start()
         deadline = time.monotonic() + self.timeout
         while not self.server.started:

@@ -11,7 +11,7 @@ import torch
 
 from dlkit.exercises.feedback import Feedback, _right, _wrong
 
-__all__ = ["check_quantize", "check_psi"]
+__all__ = ["check_psi", "check_quantize"]
 
 
 def check_quantize(fn: Callable[[torch.Tensor, float, int], torch.Tensor]) -> Feedback:
@@ -39,7 +39,7 @@ def check_quantize(fn: Callable[[torch.Tensor, float, int], torch.Tensor]) -> Fe
             truth = torch.quantize_per_tensor(x, scale, zp, torch.quint8).int_repr().long()
         try:
             got = fn(x.clone(), scale, zp)
-        except Exception as err:  # report the learner's error, do not raise it
+        except Exception as err:  # noqa: BLE001 (the learner's code may raise anything)
             return _wrong(f"it raised {type(err).__name__}: {err}")
         if not isinstance(got, torch.Tensor) or got.shape != x.shape:
             shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
@@ -82,7 +82,7 @@ def check_psi(fn: Callable[[np.ndarray, np.ndarray], float]) -> Feedback:
     try:
         got = fn(p.copy(), q.copy())
         same = fn(p.copy(), p.copy())
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 (the learner's code may raise anything)
         return _wrong(f"it raised {type(err).__name__}: {err}")
     def number(v: object) -> bool:
         if isinstance(v, (torch.Tensor, np.ndarray)):
