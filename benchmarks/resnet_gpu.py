@@ -11,7 +11,8 @@ test accuracy in 56 s of training; 30 epochs at peak lr 0.2 reached 93.4% in 49 
 0.4 reached 94.8% in 72 s. The first epoch includes cuDNN's choice of kernels (about 10 s).
 
 Prints one JSON object: device, epochs, training seconds, images/s, test accuracy, peak GPU
-memory, and the speed-up of the bf16 + channels-last step over a float32 one (the baseline,
+memory, and the speed-up of the bf16 + channels-last step over a float32 one with TF32 math
+(as the run allows it: PyTorch's default for convolutions) and contiguous layout (the baseline,
 timed in the same process on the same model). Progress goes to stderr.
 
     DLKIT_DATA_DIR=... python benchmarks/resnet_gpu.py            # the full run (GPU)
@@ -167,7 +168,8 @@ def main(argv: list[str] | None = None) -> dict:
     result = evaluate(model, test_loader, device=device)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
-    # Baseline in the same process: float32, contiguous, vs the recipe's bf16 + channels-last.
+    # Baseline in the same process: float32 (TF32 math, as enabled above), contiguous, vs the
+    # recipe's bf16 + channels-last. benchmarks/training_throughput.py also times TF32 off.
     Xb, yb = transform(*next(iter(train_loader)))
     steps = 3 if args.smoke else 50
     fast = step_speed(model, Xb, yb, device, precision, True, steps)
