@@ -25,9 +25,12 @@ book: $(VENV)/.installed
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "The book is at _build/html/index.html"
 
+# Unit tests run on 2 processes; the chapters one at a time, because each kernel already uses
+# every core (two at once oversubscribe a 2-core machine and run several times slower).
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -n 2 --dist loadscope \
-	    --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+	$(BIN)/python -m pytest -n 2 --dist loadscope tests
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env \
+	    --nbval-sanitize-with tests/nbval_sanitize.cfg chapters
 
 execute: $(VENV)/.installed
 	$(BIN)/python tools/execute_notebooks.py $(CHAPTERS)
