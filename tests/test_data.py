@@ -109,7 +109,7 @@ def isolated(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.delenv("DLKIT_DATA_DIR", raising=False)
-    monkeypatch.setattr(data, "SYSTEM_DATA_DIR", tmp_path / "system")
+    monkeypatch.setattr(data.sources, "SYSTEM_DATA_DIR", tmp_path / "system")
     _NoNetwork.calls = []
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", _NoNetwork)
     monkeypatch.setattr(torchvision.datasets, "FashionMNIST", _NoNetwork)
@@ -691,7 +691,7 @@ def test_real_fashion_mnist_idx_and_shuffled_npz_load_identically(isolated, monk
         all((DEBIAN_FASHION / f).is_file() for f in ("t10k-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")),
         f"Debian Fashion-MNIST files not in {DEBIAN_FASHION}",
     )
-    monkeypatch.setattr(data, "SYSTEM_DATA_DIR", DEBIAN_FASHION.parent)
+    monkeypatch.setattr(data.sources, "SYSTEM_DATA_DIR", DEBIAN_FASHION.parent)
     raw = {
         split: (data._read_idx(DEBIAN_FASHION / f"{p}-images-idx3-ubyte.gz", 3),
                 data._read_idx(DEBIAN_FASHION / f"{p}-labels-idx1-ubyte.gz", 1))
@@ -704,3 +704,53 @@ def test_real_fashion_mnist_idx_and_shuffled_npz_load_identically(isolated, monk
         assert len(from_idx) == n and from_idx.class_counts() == [n // 10] * 10
         assert torch.equal(from_idx.images, from_npz.images)
         assert torch.equal(from_idx.labels, from_npz.labels)
+
+
+# --------------------------------------------------------------------------- #
+# The package layout: names re-exported, the registry of dataset names
+# --------------------------------------------------------------------------- #
+def test_every_name_of_the_former_module_is_importable_from_dlkit_data():
+    import dlkit.data as pkg
+
+    former = ["CIFAR10_CLASSES", "DATASETS", "DIGITS_CLASSES", "DOWNLOAD_SOCKET_TIMEOUT",
+              "FASHION_MNIST_CLASSES", "ImageSet", "RunningChannelStats", "SHAPES_CLASSES",
+              "SPLITS", "SYSTEM_DATA_DIR", "canonical_order", "channel_stats", "data_dirs",
+              "download", "group_split", "load", "make_loader", "split_indices",
+              "stratified_kfold", "to_tensors", "_read_idx", "Index", "PathLike"]
+    missing = [n for n in former if not hasattr(pkg, n)]
+    assert not missing, f"dlkit.data no longer exports {missing}"
+    assert set(pkg.__all__) <= set(dir(pkg))
+
+
+def test_registry_lists_the_builtin_image_sets_in_order():
+    assert data.DATASETS == ("cifar10", "fashion_mnist", "digits", "shapes")
+    assert data.names() == data.DATASETS
+
+
+def test_registry_refuses_a_taken_name_and_an_image_entry_without_a_reader():
+    with pytest.raises(ValueError, match="already registered"):
+        data.register(data.Dataset("shapes", generate=lambda *a: None))
+    with pytest.raises(ValueError, match="exactly one of read= and generate="):
+        data.register(data.Dataset("no_reader"))
+    assert "no_reader" not in data.names(None)
+
+
+def test_a_registered_dataset_of_another_kind_points_to_its_own_loader(monkeypatch):
+    from dlkit.data import registry
+
+    monkeypatch.setitem(registry._REGISTRY, "poems",
+                        data.Dataset("poems", kind="text", loader="dlkit.text.load"))
+    assert "poems" in data.names(None) and "poems" not in data.names()
+    with pytest.raises(ValueError, match=r"'poems' is a text dataset.*dlkit\.text\.load\(\)"):
+        data.load("poems")
+
+
+def test_a_registered_image_reader_is_loaded_validated_and_subset(monkeypatch):
+    from dlkit.data import registry
+
+    x = np.arange(6 * 2 * 2, dtype=np.uint8).reshape(6, 1, 2, 2)
+    y = np.array([0, 1, 0, 1, 0, 1], dtype=np.int64)
+    entry = data.Dataset("tiny", classes=("a", "b"), read=lambda split, root, download: (x, y, ["a", "b"]))
+    monkeypatch.setitem(registry._REGISTRY, "tiny", entry)
+    ds = data.load("tiny", num_samples=4)
+    assert isinstance(ds, data.ImageSet) and ds.class_counts() == [2, 2]
