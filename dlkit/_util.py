@@ -1,7 +1,10 @@
 """Small recipes that several ``dlkit`` modules need, each written once.
 
 - :func:`atomic_write`: the one way ``dlkit`` writes a file that must never be seen half
-  written (checkpoints, manifests, shards, exported models, downloads).
+  written (checkpoints, manifests, shards, exported models, downloads). Two variants share its
+  policy: :func:`atomic_path` for writers that take a file *name* (``torch.export.save``, ONNX
+  tools) and :func:`commit_file` for a file already complete elsewhere in the folder (a
+  download's verified ``.part`` file).
 - :func:`eval_mode`: run a model in eval mode and put its previous mode back afterwards.
 - :func:`check_positive_int`, :func:`check_fraction`, :func:`check_choice`: argument validators
   whose error messages say what was expected and what came in.
@@ -18,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "fsync_dir", "eval_mode", "check_positive_int", "check_fraction",
+__all__ = ["atomic_write", "atomic_path", "commit_file", "fsync_dir", "eval_mode", "check_positive_int", "check_fraction",
            "check_choice"]
 
 PathLike = str | os.PathLike
@@ -89,6 +92,71 @@ def atomic_write(path: PathLike, mode: str = "wb", *, fsync: bool = True,
         raise
     if fsync:
         fsync_dir(path.parent)
+
+
+def commit_file(src: PathLike, path: PathLike, *, fsync: bool = True) -> Path:
+    """Move a complete file ``src`` over ``path`` with :func:`atomic_write`'s policy.
+
+    ``fsync`` the file, rename it with :func:`os.replace`, then ``fsync`` the folder. For a
+    file that had to be written under a name of its own first, e.g. a download's ``.part``
+    file that is kept between attempts so a later call can resume, and renamed only once its
+    checksum is verified. ``src`` must be in the same folder (one file system) as ``path``.
+
+    Args:
+        src: The finished file.
+        path: The destination; replaced in one step if it exists.
+        fsync: Flush the data and the folder to disk.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ValueError: If ``src`` is in another folder than ``path``.
+    """
+    src, path = Path(src), Path(path)
+    if src.parent.resolve() != path.parent.resolve():
+        raise ValueError(f"src must be in the destination's folder {path.parent}, got {src}")
+    if fsync:
+        with open(src, "rb+") as f:
+            os.fsync(f.fileno())
+    os.replace(src, path)
+    if fsync:
+        fsync_dir(path.parent)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike, *, suffix: str = ".tmp", fsync: bool = True) -> Iterator[Path]:
+    """Like :func:`atomic_write`, for writers that want a file name rather than a file object.
+
+    Yields the name of a fresh temporary file beside ``path`` (hidden: it starts with ``.``;
+    it ends with ``suffix`` for libraries that look at the extension). When the block
+    returns, that file is committed over ``path`` by :func:`commit_file`; when it raises, the
+    temporary file is removed and ``path`` is left as it was.
+
+    Args:
+        path: The destination file. Its folder is created if needed.
+        suffix: End of the temporary name, e.g. ``".onnx"`` or ``".pt2"``.
+        fsync: Flush the data and the folder to disk.
+
+    Yields:
+        The temporary :class:`~pathlib.Path` to write to (it exists, empty).
+
+    Raises:
+        FileNotFoundError: If the block did not leave a file at the yielded name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        commit_file(tmp, path, fsync=fsync)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
 
 
 @contextlib.contextmanager
