@@ -82,16 +82,49 @@ def test_cv_leak_answers():
 # --------------------------------------------------------------------------- #
 # check_fold_standardize
 # --------------------------------------------------------------------------- #
-def _good(X_train, X_val):
+def _unguarded(X_train, X_val):
     m, s = X_train.mean(0), X_train.std(0)
     return (X_train - m) / s, (X_val - m) / s
 
 
+def _good(X_train, X_val):
+    m, s = X_train.mean(0), X_train.std(0)
+    s = torch.where(s > 0, s, torch.ones_like(s))  # scikit-learn's StandardScaler convention
+    return (X_train - m) / s, (X_val - m) / s
+
+
+def _clamped(X_train, X_val):
+    m, s = X_train.mean(0), X_train.std(0, unbiased=False).clamp(min=1e-8)
+    return (X_train - m) / s, (X_val - m) / s
+
+
+def _dropped(X_train, X_val):
+    keep = X_train.std(0) > 0
+    m, s = X_train[:, keep].mean(0), X_train[:, keep].std(0)
+    return (X_train[:, keep] - m) / s, (X_val[:, keep] - m) / s
+
+
 def test_fold_standardize_accepts_train_statistics():
     assert check_fold_standardize(_good).ok
-    assert check_fold_standardize(
-        lambda a, b: ((a - a.mean(0)) / a.std(0, unbiased=False), (b - a.mean(0)) / a.std(0, unbiased=False))).ok
+    assert check_fold_standardize(_clamped).ok
+    assert check_fold_standardize(_dropped).ok
     assert check_fold_standardize(lambda a, b: tuple(t.float() for t in _good(a, b))).ok
+
+
+def test_fold_standardize_rejects_a_division_by_a_zero_std():
+    # The check's data has a feature that is constant in the training fold (like the blank corner
+    # pixels of the digits): dividing by its std of 0 gives nan and inf, which must not pass.
+    a, b = _unguarded(torch.cat([torch.randn(5, 1), torch.zeros(5, 1)], 1), torch.ones(2, 2))
+    assert torch.isnan(a).any() and torch.isinf(b).any()  # what the unguarded answer produces
+    fb = check_fold_standardize(_unguarded)
+    assert not fb.ok
+    assert "std is 0" in fb.message and "nan" in fb.message
+    assert "StandardScaler" in fb.hint
+
+
+def test_fold_standardize_rejects_any_non_finite_output():
+    fb = check_fold_standardize(lambda a, b: (torch.full_like(a, float("nan")), b))
+    assert not fb.ok and "nan or inf" in str(fb)
 
 
 def _pooled(X_train, X_val):

@@ -141,7 +141,11 @@ def check_fold_standardize(
     """Check ``fn(X_train, X_val) -> (X_train, X_val)`` standardising with training statistics.
 
     Each feature is shifted by the training fold's mean and divided by its standard deviation;
-    the held-out fold is transformed with the same numbers. Used in chapter 07.
+    the held-out fold is transformed with the same numbers. One feature of the test data is
+    constant in the training fold (as the always-blank corner pixels of the digits are), so its
+    standard deviation is 0: an answer must guard that division (a scale of 1 for such a
+    feature, as scikit-learn's ``StandardScaler`` uses, a clamped std, or the feature dropped)
+    and return finite values only. Used in chapter 07.
 
     Args:
         fn: The learner's function of two N×D float tensors.
@@ -150,9 +154,11 @@ def check_fold_standardize(
         The :class:`Feedback`.
     """
     g = torch.Generator().manual_seed(3)
-    X_train = torch.randn(40, 3, generator=g, dtype=torch.float64) * torch.tensor([1.0, 5.0, 0.2],
-                                                                                  dtype=torch.float64) + 3
-    X_val = torch.randn(10, 3, generator=g, dtype=torch.float64) * 2 - 4  # a different distribution
+    scale = torch.tensor([1.0, 5.0, 0.2, 1.0], dtype=torch.float64)
+    X_train = torch.randn(40, 4, generator=g, dtype=torch.float64) * scale + 3
+    X_train[:, 3] = 0.0  # constant in the training fold: std 0
+    X_val = torch.randn(10, 4, generator=g, dtype=torch.float64) * 2 - 4  # a different distribution
+    varying = torch.tensor([True, True, True, False])
     try:
         out = fn(X_train.clone(), X_val.clone())
     except Exception as err:  # noqa: BLE001 (report any failure of the learner's code)
@@ -160,31 +166,49 @@ def check_fold_standardize(
     if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(o, torch.Tensor) for o in out)):
         return _wrong("expected a tuple (X_train, X_val) of tensors.")
     a, b = out
-    if a.shape != X_train.shape or b.shape != X_val.shape:
+    dropped = a.shape == (40, 3) and b.shape == (10, 3)  # the constant feature removed
+    if not dropped and (a.shape != X_train.shape or b.shape != X_val.shape):
         return _wrong(f"the shapes changed: got {tuple(a.shape)} and {tuple(b.shape)}.")
+    if dropped:
+        a, b = (torch.cat([t.double(), torch.zeros(len(t), 1, dtype=torch.float64)], dim=1)
+                for t in (a, b))
 
-    def close(x: torch.Tensor, y: torch.Tensor) -> bool:
-        return torch.allclose(x.double(), y, atol=1e-5)
+    def close(x: torch.Tensor, y: torch.Tensor, cols: torch.Tensor = varying) -> bool:
+        return torch.allclose(x.double()[:, cols], y[:, cols], atol=1e-5)
 
     def std(x: torch.Tensor, unbiased: bool) -> torch.Tensor:
         return x.std(dim=0, unbiased=unbiased)
 
-    for unbiased in (True, False):
-        m, s = X_train.mean(0), std(X_train, unbiased)
-        if close(a, (X_train - m) / s) and close(b, (X_val - m) / s):
-            return _right("the held-out fold is scaled with the training fold's mean and std only.")
+    everything = torch.ones(4, dtype=torch.bool)
     both = torch.cat([X_train, X_val])
     for unbiased in (True, False):
         m, s = both.mean(0), std(both, unbiased)
-        if close(a, (X_train - m) / s):
+        if close(a, (X_train - m) / s, everything):
             return _wrong("the statistics come from both folds together: the held-out fold leaks "
                           "into the preprocessing.", "compute mean and std from X_train alone.")
     for unbiased in (True, False):
-        if close(b, (X_val - X_val.mean(0)) / std(X_val, unbiased)):
+        if close(b, (X_val - X_val.mean(0)) / std(X_val, unbiased), everything):
             return _wrong("the held-out fold is standardised with its own statistics.",
                           "reuse the training fold's mean and std for X_val: a model deployed "
                           "later sees one example at a time and has no such statistics.")
-    if close(a, X_train - X_train.mean(0)):
+    finite = bool(torch.isfinite(a).all() and torch.isfinite(b).all())
+    for unbiased in (True, False):
+        m, s = X_train.mean(0), std(X_train, unbiased)
+        if close(a, (X_train - m) / s) and close(b, (X_val - m) / s):
+            if not finite:
+                return _wrong("feature 3 is constant in X_train, so its std is 0 and dividing by it "
+                              "gives nan (0/0) in the training fold and ±inf in the held-out fold.",
+                              "replace a zero std by 1 (as scikit-learn's StandardScaler does), "
+                              "clamp it to a small minimum, or drop constant features.")
+            if dropped or bool((a.double()[:, 3] == 0).all()):
+                return _right("the held-out fold is scaled with the training fold's mean and std "
+                              "only, and the constant feature is handled without dividing by 0.")
+            return _wrong("feature 3 is constant in X_train; after centring it must be 0 in the "
+                          "training fold.", "subtract the training mean from every feature.")
+    if not finite:
+        return _wrong("the result contains nan or inf.",
+                      "a feature that is constant in X_train has std 0: guard that division.")
+    if close(a, X_train - X_train.mean(0), everything):
         return _wrong("the features are centred but not scaled.", "divide by the std as well.")
     return _wrong("the values differ from (X − mean_train) / std_train per feature.",
                   "use dim=0: one mean and std per feature (column), not per example.")
