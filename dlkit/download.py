@@ -27,6 +27,8 @@ from typing import Union
 
 from tqdm.auto import tqdm
 
+from dlkit._util import commit_file
+
 __all__ = ["ChecksumError", "DownloadError", "download", "sha256_file"]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -128,8 +130,7 @@ def _fetch(url: str, part: Path, timeout: float, chunk_size: int, progress: bool
                     f.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
-                f.flush()
-                os.fsync(f.fileno())
+                f.flush()  # fsync happens once, in commit_file, when the file is complete
         finally:
             bar.close()
     if expected is not None and received != expected:
@@ -152,7 +153,9 @@ def download(
 
     Bytes are streamed to ``dest + ".part"``; when the body is complete (its
     length matches ``Content-Length``) and its SHA-256 equals ``sha256``, the
-    part file is renamed to ``dest`` with :func:`os.replace`. So ``dest``
+    part file is renamed to ``dest`` by :func:`dlkit._util.commit_file` (``fsync``, then
+    :func:`os.replace`, then ``fsync`` of the folder: the package's one atomic-write
+    policy). So ``dest``
     either does not exist or holds the verified file, even if the process is
     killed half-way. A later call resumes from the part file with an HTTP
     ``Range`` request (or restarts if the server ignores it). If ``dest``
@@ -219,5 +222,4 @@ def download(
                 f"the file was deleted and {dest} left untouched. The URL may serve another "
                 "version of the file, or the expected checksum is wrong."
             )
-        os.replace(part, dest)
-        return dest
+        return commit_file(part, dest)

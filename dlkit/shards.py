@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Union
@@ -33,24 +32,13 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from dlkit._util import atomic_write
+
 __all__ = ["INDEX_NAME", "ShardedDataset", "shard_assignment", "write_shards"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 INDEX_NAME = "index.json"
 FORMAT = "dlkit-shards-1"
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _batches(data: Any) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -123,7 +111,8 @@ def write_shards(
         x_out, y_out = x[:n], y[:n]
         name = f"shard-{len(shards):05d}.npz"
         ids = np.arange(next_id, next_id + n, dtype=np.int64)
-        _atomic_write(out / name, lambda f: np.savez(f, images=x_out, labels=y_out, ids=ids))
+        with atomic_write(out / name) as f:
+            np.savez(f, images=x_out, labels=y_out, ids=ids)
         digest = hashlib.sha256((out / name).read_bytes()).hexdigest()
         shards.append({"file": name, "count": int(n), "sha256": digest})
         next_id += n
@@ -149,7 +138,8 @@ def write_shards(
         raise ValueError("no items to write")
     index = {"format": FORMAT, "shape": list(shape or ()), "classes": classes or [],
              "count": next_id, "shards": shards}
-    _atomic_write(index_path, lambda f: f.write(json.dumps(index, indent=1)), mode="w")
+    with atomic_write(index_path, "w") as f:
+        f.write(json.dumps(index, indent=1))
     return index_path
 
 

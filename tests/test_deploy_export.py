@@ -112,3 +112,36 @@ def test_torch_export_program_round_trip(tmp_path, one_thread):
         x = torch.randn(b, 3, 16, 16)
         with torch.no_grad():
             torch.testing.assert_close(loaded(x), net(x), rtol=1e-5, atol=1e-5)
+
+
+class Unmovable(nn.Sequential):
+    """A model that must not be moved: any .cpu()/.to()/.cuda() on it fails the test."""
+
+    def _apply(self, fn, recurse=True):
+        raise AssertionError("onnx_parity moved the caller's model to another device")
+
+
+def test_onnx_parity_does_not_move_the_callers_model(exported):
+    net, path = exported
+    spy = Unmovable(*tiny_cnn())
+    report = onnx_parity(spy, path, torch.randn(8, 3, 16, 16), batch_sizes=(3, 8))
+    assert report.ok, str(report)
+
+
+def test_onnx_parity_restores_every_submodules_mode(exported):
+    net, path = exported
+    model = tiny_cnn().train()
+    model[1].eval()  # BatchNorm frozen on purpose while the rest trains
+    before = [m.training for m in model.modules()]
+    onnx_parity(model, path, torch.randn(8, 3, 16, 16), batch_sizes=(8,))
+    assert [m.training for m in model.modules()] == before
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_onnx_parity_leaves_a_cuda_model_on_cuda(exported):
+    net, path = exported
+    model = tiny_cnn().cuda()
+    report = onnx_parity(model, path, torch.randn(8, 3, 16, 16), batch_sizes=(8,))
+    assert report.max_abs_diff < 1e-3
+    assert all(p.device.type == "cuda" for p in model.parameters())
+    assert all(b.device.type == "cuda" for b in model.buffers())

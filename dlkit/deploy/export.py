@@ -14,7 +14,6 @@ import io
 import logging
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from dlkit._util import atomic_path, eval_mode
 
 __all__ = [
     "ExportError",
@@ -159,9 +160,7 @@ def export_onnx(
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise FileNotFoundError(f"the folder {path.parent} does not exist")
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         try:
             program = _to_onnx(model, (example,), dynamic_batch, opset)
         except Exception as err:
@@ -174,16 +173,8 @@ def export_onnx(
                 ".item()/.numpy()/.tolist() inside forward, or an operator with no ONNX "
                 "translation (rewrite it with standard ops)."
             ) from err
-    finally:
-        model.train(was_training)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        program.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path, suffix=".onnx") as tmp:
+        program.save(str(tmp))
     return path
 
 
@@ -270,7 +261,8 @@ def onnx_parity(
     Several batch sizes prove the batch dimension really is dynamic. Used in chapter 09.
 
     Args:
-        model: The PyTorch reference (evaluated in eval mode, on the CPU).
+        model: The PyTorch reference, evaluated in eval mode on the CPU; it is left on its
+            device and in its mode (each submodule's flag as it was).
         path_or_session: The ``.onnx`` file or an open session.
         X: Inputs; batches are cut from its first rows (fewer when ``X`` is shorter).
         batch_sizes: Batch sizes to try.
@@ -282,23 +274,34 @@ def onnx_parity(
     session = path_or_session
     if isinstance(path_or_session, (str, os.PathLike)):
         session = ort_session(path_or_session)
-    was_training = model.training
-    model.eval()
+    reference = _on_cpu(model)
     worst, agree, total = 0.0, 0, 0
-    try:
+    with eval_mode(model):
         for b in batch_sizes:
             x = X[:b].detach().cpu().float()
             with torch.inference_mode():
-                ref = model.cpu()(x).numpy()
+                ref = reference(x).numpy()
             got = run_onnx(session, x)
             if got.shape != ref.shape:
                 raise ValueError(f"batch {b}: ONNX output shape {got.shape} differs from PyTorch {ref.shape}")
             worst = max(worst, float(np.abs(got - ref).max()))
             agree += int((got.argmax(1) == ref.argmax(1)).sum())
             total += len(x)
-    finally:
-        model.train(was_training)
     return Parity(worst, agree / total, tuple(int(b) for b in batch_sizes), atol)
+
+
+def _on_cpu(model: nn.Module):
+    """A function computing ``model(x)`` on the CPU without moving the caller's model.
+
+    A model already on the CPU is called as it is. Otherwise its forward runs through
+    :func:`torch.func.functional_call` with CPU copies of its parameters and buffers: the
+    caller's model (and the optimizer holding its parameters) stays on its device.
+    """
+    tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    if all(t.device.type == "cpu" for t in tensors.values()):
+        return model
+    on_cpu = {name: t.detach().cpu() for name, t in tensors.items()}
+    return lambda x: torch.func.functional_call(model, on_cpu, (x,))
 
 
 def save_exported(model: nn.Module, example: torch.Tensor, path: PathLike, *, dynamic_batch: bool = True) -> Path:
@@ -318,23 +321,14 @@ def save_exported(model: nn.Module, example: torch.Tensor, path: PathLike, *, dy
     _check_example(model, example)
     path = Path(path)
     dims = ({0: torch.export.Dim("batch", min=1, max=2**16)},) if dynamic_batch else None
-    was_training = model.training
-    model.eval()
-    try:
-        with _quiet():
-            program = torch.export.export(model, (example,), dynamic_shapes=dims)
-    except Exception as err:
-        raise ExportError(f"torch.export could not capture {type(model).__name__}: {_reason(err)}") from err
-    finally:
-        model.train(was_training)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp.pt2")
-    os.close(fd)
-    try:
-        torch.export.save(program, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with eval_mode(model):
+        try:
+            with _quiet():
+                program = torch.export.export(model, (example,), dynamic_shapes=dims)
+        except Exception as err:
+            raise ExportError(f"torch.export could not capture {type(model).__name__}: {_reason(err)}") from err
+    with atomic_path(path, suffix=".pt2") as tmp:
+        torch.export.save(program, str(tmp))
     return path
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dlkit._util import atomic_path
+
 __all__ = ["file_size_mb", "quantize_dynamic_onnx", "quantize_static_onnx", "state_dict_size_mb"]
 
 PathLike = str | os.PathLike
@@ -32,14 +34,8 @@ def _paths(src: PathLike, dst: PathLike) -> tuple[Path, Path]:
 
 
 def _atomic(dst: Path, write) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=dst.name, suffix=".tmp.onnx")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(dst, suffix=".onnx") as tmp:
+        write(str(tmp))
     return dst
 
 
