@@ -109,3 +109,22 @@ def test_residual_block_check_accepts_the_library_block_and_rejects_bad_inputs()
     assert not check_residual_block(BasicBlock(8, 8, residual=False))
     assert not check_residual_block(_Block)
     assert "no" in check_residual_block(nn.Conv2d(8, 8, 3)).message
+
+
+def test_residual_block_check_leaves_the_learners_block_untouched():
+    # The check sets random batch-norm statistics to make mistakes visible; it must do that on a
+    # copy: a learner who checks a trained block must get it back with its statistics and mode.
+    torch.manual_seed(0)
+    block = _Block(8, "right")
+    block.train()
+    with torch.no_grad():  # statistics as after some training, far from random ones
+        for bn in (block.bn1, block.bn2):
+            bn.running_mean.fill_(0.25)
+            bn.running_var.fill_(3.0)
+            bn.num_batches_tracked.fill_(7)
+    before = {k: v.clone() for k, v in block.state_dict().items()}
+    assert check_residual_block(block)
+    after = block.state_dict()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert not changed, f"check_residual_block changed the learner's {changed}"
+    assert block.training and all(m.training for m in block.modules())

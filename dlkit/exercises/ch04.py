@@ -6,6 +6,7 @@ the learner's block) and compares.
 
 from __future__ import annotations
 
+import copy
 import numbers
 from collections.abc import Sequence
 
@@ -141,7 +142,9 @@ def check_residual_block(block: nn.Module, channels: int = 8) -> Feedback:
 
     Used in chapter 04 ("make this block residual"). The block must have the attributes
     ``conv1, bn1, conv2, bn2`` and ``shortcut`` (``nn.Identity()`` when the shape is kept);
-    the expected output is computed from those same layers, in eval mode.
+    the expected output is computed from those same layers, in eval mode. The check works on a
+    copy of the block (it sets random batch-norm statistics so that mistakes show), so the
+    learner's block keeps its weights, statistics and mode.
 
     Args:
         block: An instance of the learner's block, built for ``channels`` in and out channels.
@@ -158,23 +161,25 @@ def check_residual_block(block: nn.Module, channels: int = 8) -> Feedback:
                       "keep the layers conv1, bn1, conv2, bn2 and add self.shortcut.")
     g = torch.Generator().manual_seed(0)
     x = torch.randn(4, channels, 8, 8, generator=g)
-    was_training = block.training
-    block.eval()
+    # A copy, in eval mode: the statistics set below must not reach the learner's block (a
+    # trained block would silently lose its running means and variances).
     try:
-        with torch.no_grad():
-            for bn in (block.bn1, block.bn2):  # non-trivial statistics so that mistakes show
-                if isinstance(bn, nn.BatchNorm2d):
-                    bn.running_mean.uniform_(-0.5, 0.5, generator=g)
-                    bn.running_var.uniform_(0.5, 2.0, generator=g)
-            try:
-                out = block(x)
-            except Exception as err:
-                return _wrong(f"a batch of shape {tuple(x.shape)} raised {type(err).__name__}: {err}")
-            inner = block.bn2(block.conv2(torch.relu(block.bn1(block.conv1(x)))))
-            short = block.shortcut(x)
-            expected = torch.relu(inner + short)
-    finally:
-        block.train(was_training)
+        block = copy.deepcopy(block).eval()
+    except Exception as err:
+        return _wrong(f"the block could not be copied ({type(err).__name__}: {err}).",
+                      "keep only layers and tensors as attributes of the block.")
+    with torch.no_grad():
+        for bn in (block.bn1, block.bn2):  # non-trivial statistics so that mistakes show
+            if isinstance(bn, nn.BatchNorm2d):
+                bn.running_mean.uniform_(-0.5, 0.5, generator=g)
+                bn.running_var.uniform_(0.5, 2.0, generator=g)
+        try:
+            out = block(x)
+        except Exception as err:
+            return _wrong(f"a batch of shape {tuple(x.shape)} raised {type(err).__name__}: {err}")
+        inner = block.bn2(block.conv2(torch.relu(block.bn1(block.conv1(x)))))
+        short = block.shortcut(x)
+        expected = torch.relu(inner + short)
     if not isinstance(out, torch.Tensor) or out.shape != expected.shape:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         return _wrong(f"the block returned {shape}, expected {tuple(expected.shape)}.")
