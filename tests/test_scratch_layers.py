@@ -303,8 +303,10 @@ def test_from_torch_rejects_what_it_cannot_copy():
         Sequential.from_torch(nn.Sequential(nn.Linear(2, 2), nn.Dropout()))
     with pytest.raises(ValueError, match="groups=1"):
         Conv2d.from_torch(nn.Conv2d(2, 2, 3, groups=2))
-    with pytest.raises(ValueError, match="padding"):
-        MaxPool2d.from_torch(nn.MaxPool2d(2, padding=1))
+    with pytest.raises(ValueError, match="ceil_mode"):
+        MaxPool2d.from_torch(nn.MaxPool2d(2, ceil_mode=True))
+    with pytest.raises(ValueError, match="dilation"):
+        MaxPool2d.from_torch(nn.MaxPool2d(2, dilation=2))
 
 
 def test_sequential_helpers():
@@ -481,3 +483,70 @@ def test_softmax_cross_entropy_errors():
         loss_fn.forward(torch.randn(4), torch.tensor([0]))
     with pytest.raises(TypeError, match="floating-point logits"):
         loss_fn.forward(torch.ones(3, 4, dtype=torch.int64), torch.tensor([0, 1, 2]))
+
+
+# --------------------------------------------------------------------------- #
+# Empty batches and max-pool padding, against torch.nn + autograd
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("seed", range(4))
+def test_conv2d_handles_an_empty_batch_like_torch(seed: int):
+    ours, twin, x = _conv_case(seed)
+    _copy_params(ours, twin)
+    _assert_matches_torch(ours, twin, x[:0], seed)
+    assert all(float(g.abs().sum()) == 0.0 for g in ours.grads.values())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_maxpool2d_handles_an_empty_batch_like_torch(seed: int):
+    ours, twin, x = _pool_case(seed)
+    _assert_matches_torch(ours, twin, x[:0], seed)
+
+
+def _padded_pool_case(seed: int) -> tuple[MaxPool2d, nn.MaxPool2d, torch.Tensor]:
+    r = random.Random(seed)
+    kh, kw = r.randint(1, 4), r.randint(1, 4)
+    kernel = kh if r.random() < 0.4 else (kh, kw)
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    stride = None if r.random() < 0.3 else (r.randint(1, 3), r.randint(1, 3))
+    padding = (r.randint(0, kh // 2), r.randint(0, kw // 2))  # torch allows up to half the window
+    n, c = r.choice([0, 1, 2, 3]), r.randint(1, 3)
+    h, w = r.randint(max(1, kh - 2 * padding[0]), kh + 5), r.randint(max(1, kw - 2 * padding[1]), kw + 5)
+    # All inputs negative: padding with zeros instead of -inf would change the maxima.
+    x = -(_randn(n, c, h, w, seed=seed).abs() + 0.5)
+    return MaxPool2d(kernel, stride, padding), nn.MaxPool2d(kernel, stride, padding), x
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_maxpool2d_with_padding_matches_torch(seed: int):
+    ours, twin, x = _padded_pool_case(seed)
+    _assert_matches_torch(ours, twin, x, seed)
+    torch.testing.assert_close(ours.forward(x), F.max_pool2d(x, twin.kernel_size, twin.stride, twin.padding),
+                               atol=0, rtol=0)
+
+
+def test_padded_maxpool_cases_cover_the_grid():
+    cases = [_padded_pool_case(s) for s in range(30)]
+    assert any(p.padding != (0, 0) and x.shape[0] > 0 for p, _, x in cases)
+    assert any(x.shape[0] == 0 for _, _, x in cases)
+    assert any(p.padding[0] != p.padding[1] for p, _, _ in cases)
+
+
+def test_maxpool2d_padding_is_minus_infinity_not_zero():
+    x = -torch.ones(1, 1, 2, 2, dtype=F64)
+    out = MaxPool2d(2, 1, 1).forward(x)
+    assert out.shape == (1, 1, 3, 3) and bool((out == -1).all())
+
+
+def test_maxpool2d_padding_checks_and_from_torch():
+    with pytest.raises(ValueError, match=r"padding must be at most half the window"):
+        MaxPool2d(2, padding=2)
+    with pytest.raises(ValueError, match="padding must be an int >= 0"):
+        MaxPool2d(2, padding=-1)
+    ours = MaxPool2d.from_torch(nn.MaxPool2d(3, 2, padding=1))
+    assert (ours.kernel_size, ours.stride, ours.padding) == ((3, 3), (2, 2), (1, 1))
+    assert "padding=(1, 1)" in repr(ours)
+
+
+def test_gradcheck_on_padded_maxpool():
+    errors = gradcheck(MaxPool2d(3, 2, 1), _randn(2, 2, 5, 6, seed=3))
+    assert set(errors) == {"input"} and errors["input"] < 1e-7

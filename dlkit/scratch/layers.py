@@ -327,7 +327,8 @@ class Conv2d(Layer):
     @torch.no_grad()
     def backward(self, grad_out: torch.Tensor) -> torch.Tensor:
         cols, W, hw = self._saved(grad_out)
-        g = grad_out.reshape(grad_out.shape[0], self.out_channels, -1)  # (N, C_out, L)
+        # (N, C_out, L), with L spelt out: reshape cannot infer a -1 when N is 0.
+        g = grad_out.reshape(grad_out.shape[0], self.out_channels, cols.shape[2])
         W2 = W.reshape(self.out_channels, -1)
         # y_n = W2 @ cols_n for every sample n, so dW2 = sum_n g_n cols_n^T and dcols_n = W2^T g_n.
         self.grads = {"weight": (g @ cols.transpose(1, 2)).sum(0).reshape(W.shape)}
@@ -338,52 +339,73 @@ class Conv2d(Layer):
 
 
 class MaxPool2d(Layer):
-    """Max over each ``kernel_size`` window (no padding), like :class:`torch.nn.MaxPool2d`.
+    """Max over each ``kernel_size`` window, like :class:`torch.nn.MaxPool2d`.
 
-    The backward pass routes each window's gradient to the position of its maximum (the first
-    one on ties, as PyTorch does) and adds up where overlapping windows pick the same pixel.
-    Used in chapter 05 (backpropagation).
+    ``padding`` adds that many ``-inf`` on each side, as PyTorch does: a padded position never
+    wins a window's maximum, so padding only lets windows hang over the border (zeros would
+    win over negative inputs). The backward pass routes each window's gradient to the position
+    of its maximum (the first one on ties, as PyTorch does), adds up where overlapping windows
+    pick the same pixel, and drops the padding again. Used in chapter 05 (backpropagation).
 
     Args:
         kernel_size: ``k`` or ``(kH, kW)``.
         stride: Step between windows; ``None`` means ``kernel_size`` (windows do not overlap).
+        padding: ``-inf`` added on each side, an int or a pair; at most half the window, as
+            PyTorch requires (so every window holds at least one real pixel).
+
+    Raises:
+        ValueError: If a size is not a positive int (``padding``: non-negative) or pair, or
+            the padding is more than half the window.
     """
 
-    def __init__(self, kernel_size: Pair, stride: Pair | None = None) -> None:
+    def __init__(self, kernel_size: Pair, stride: Pair | None = None, padding: Pair = 0) -> None:
         super().__init__()
         self.kernel_size = _pair(kernel_size, "kernel_size", 1)
         self.stride = self.kernel_size if stride is None else _pair(stride, "stride", 1)
+        self.padding = _pair(padding, "padding", 0)
+        if any(p > k // 2 for p, k in zip(self.padding, self.kernel_size)):
+            raise ValueError(
+                f"padding must be at most half the window (kernel_size {self.kernel_size}), "
+                f"got {self.padding}"
+            )
 
     def _config(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}"
+        padding = f", padding={self.padding}" if any(self.padding) else ""
+        return f"kernel_size={self.kernel_size}, stride={self.stride}{padding}"
 
     @classmethod
     def from_torch(cls, module: nn.MaxPool2d) -> MaxPool2d:
-        """Return the twin of ``module``, which must have no padding, dilation or ceil_mode."""
-        plain = _pair(module.padding, "padding", 0) == (0, 0) and not module.ceil_mode
-        if not plain or _pair(module.dilation, "dilation", 1) != (1, 1):
-            raise ValueError(f"MaxPool2d.from_torch needs no padding/dilation/ceil_mode: {module}")
-        return cls(module.kernel_size, module.stride)
+        """Return the twin of ``module``, which must have no dilation or ceil_mode."""
+        if module.ceil_mode or _pair(module.dilation, "dilation", 1) != (1, 1):
+            raise ValueError(f"MaxPool2d.from_torch needs no dilation/ceil_mode: {module}")
+        return cls(module.kernel_size, module.stride, module.padding)
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_shape("MaxPool2d", x, ("N", "C", "H", "W"))
         n, c, h, w = x.shape
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        if h < kh or w < kw:
-            raise ValueError(f"MaxPool2d input {h}x{w} is smaller than its window {kh}x{kw}")
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        hp, wp = h + 2 * ph, w + 2 * pw
+        if hp < kh or wp < kw:
+            padded = f" (padding {self.padding})" if ph or pw else ""
+            raise ValueError(f"MaxPool2d input {h}x{w}{padded} is smaller than its window {kh}x{kw}")
+        if ph or pw:
+            x = F.pad(x, (pw, pw, ph, ph), value=float("-inf"))
         # Pool every channel alike: move channels into the batch, one window per column.
-        cols = F.unfold(x.reshape(n * c, 1, h, w), self.kernel_size, stride=self.stride)
+        cols = F.unfold(x.reshape(n * c, 1, hp, wp), self.kernel_size, stride=self.stride)
         values, argmax = cols.max(dim=1)  # the first maximum on ties
-        out = values.reshape(n, c, (h - kh) // sh + 1, (w - kw) // sw + 1)
-        return self._save(out, argmax, cols.shape, x.shape)
+        out = values.reshape(n, c, (hp - kh) // sh + 1, (wp - kw) // sw + 1)
+        return self._save(out, argmax, cols.shape, (n, c, h, w))
 
     @torch.no_grad()
     def backward(self, grad_out: torch.Tensor) -> torch.Tensor:
-        argmax, cols_shape, x_shape = self._saved(grad_out)
+        argmax, cols_shape, (n, c, h, w) = self._saved(grad_out)
+        (ph, pw) = self.padding
         dcols = grad_out.new_zeros(cols_shape)
-        dcols.scatter_(1, argmax[:, None], grad_out.reshape(cols_shape[0], 1, -1))
-        return F.fold(dcols, x_shape[2:], self.kernel_size, stride=self.stride).reshape(x_shape)
+        # (N*C, 1, L), with L spelt out: reshape cannot infer a -1 when N is 0.
+        dcols.scatter_(1, argmax[:, None], grad_out.reshape(cols_shape[0], 1, cols_shape[2]))
+        padded = F.fold(dcols, (h + 2 * ph, w + 2 * pw), self.kernel_size, stride=self.stride)
+        return padded.reshape(n, c, h + 2 * ph, w + 2 * pw)[:, :, ph : ph + h, pw : pw + w].contiguous()
 
 
 class Flatten(Layer):
