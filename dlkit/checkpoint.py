@@ -3,14 +3,13 @@
 Used in chapter 07 (training and evaluation) through ``fit(..., checkpoint=path, resume=True)``.
 A checkpoint is a dict of tensors and plain Python values saved with :func:`torch.save` and read
 back with ``torch.load(..., weights_only=True)``, which refuses to run arbitrary pickled code.
-Writing goes to a temporary file in the same folder, is flushed to disk with ``fsync`` and only
-then renamed over the old checkpoint (:func:`os.replace` is atomic), so a crash or a full disk
+Writing goes through :func:`dlkit._util.atomic_write` (a temporary file in the same folder,
+flushed to disk with ``fsync``, then renamed over the old checkpoint), so a crash or a full disk
 mid-write never destroys the last good checkpoint; the one before it is kept as ``NAME.prev``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import random
@@ -22,6 +21,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from dlkit._util import atomic_write
 
 __all__ = [
     "CheckpointError",
@@ -48,17 +49,6 @@ def previous_path(path: PathLike) -> Path:
     """Where the checkpoint before ``path`` is kept: ``path`` with ``.prev`` appended."""
     path = Path(path)
     return path.with_name(path.name + ".prev")
-
-
-def _fsync_dir(folder: Path) -> None:
-    # The rename itself lives in the folder's metadata; without this a power cut may undo it.
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _keep_previous(path: Path) -> None:
@@ -93,21 +83,13 @@ def save_checkpoint(state: dict[str, Any], path: PathLike, keep_previous: bool =
             the temporary file is removed.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        if keep_previous and path.is_file():
-            _keep_previous(path)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+
+    def keep(old: Path) -> None:  # runs once the new file is complete, just before the rename
+        if keep_previous and old.is_file():
+            _keep_previous(old)
+
+    with atomic_write(path, "wb", before_replace=keep) as f:
+        torch.save(state, f)
     return path
 
 

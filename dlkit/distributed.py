@@ -21,7 +21,6 @@ import dataclasses
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
+
+from dlkit._util import atomic_write
 
 __all__ = [
     "Context",
@@ -241,8 +242,8 @@ def all_reduce_mean(value: torch.Tensor | float) -> torch.Tensor:
 def save_on_main(obj: Any, path: str | os.PathLike) -> Path | None:
     """``torch.save`` on rank 0 only, atomically, then wait for every rank.
 
-    Used in chapter 08. Writing from every rank would race on one file; the temp file plus
-    ``os.replace`` means a reader never sees half a checkpoint. The barrier makes the file exist
+    Used in chapter 08. Writing from every rank would race on one file; writing through
+    :func:`dlkit._util.atomic_write` means a reader never sees half a checkpoint. The barrier makes the file exist
     for every rank once this returns.
 
     Args:
@@ -261,39 +262,37 @@ def save_on_main(obj: Any, path: str | os.PathLike) -> Path | None:
     if is_main():
         if not path.parent.is_dir():
             raise FileNotFoundError(f"cannot save {path}: folder {path.parent} does not exist")
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(obj, f)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path, "wb") as f:
+            torch.save(obj, f)
         written = path
     barrier()
     return written
 
 
 class EpochLoader:
-    """A DataLoader whose :class:`DistributedSampler` is reshuffled every epoch.
+    """A DataLoader over a :class:`DistributedSampler`, with the sampler's ``set_epoch``.
 
     ``DistributedSampler`` draws its permutation from ``seed + epoch`` and must be told the
-    epoch with ``set_epoch``; forgetting it repeats the first epoch's order forever. Iterating
-    this wrapper does that itself, so it can be handed to :func:`dlkit.train.fit`. Used in
-    chapter 08.
+    epoch with ``set_epoch``; forgetting it repeats the first epoch's order forever.
+    :func:`dlkit.train.fit` tells it (it calls ``set_epoch`` on its loader's sampler before
+    every epoch, also after a resume, so epoch ``e`` always gets the permutation of
+    ``seed + e``); a hand-written loop calls ``loader.set_epoch(epoch)`` itself. The wrapper
+    keeps no epoch counter of its own: one that counted passes would restart at 0 in a resumed
+    run and replay the first epoch's shuffle. Used in chapter 08.
     """
 
     def __init__(self, loader: DataLoader, sampler: DistributedSampler) -> None:
         self.loader = loader
         self.sampler = sampler
-        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the permutation of ``epoch`` (0-based) for the next pass."""
+        self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[Any]:
-        self.sampler.set_epoch(self.epoch)
-        self.epoch += 1
         return iter(self.loader)
 
 

@@ -102,13 +102,57 @@ def test_rank_shards_together_make_the_large_batch():
     assert next(iter(fresh))[1].tolist() == list(reference)
 
 
-def test_epoch_loader_reshuffles_every_epoch_and_repeats_with_the_seed():
+def test_epoch_loader_reshuffles_when_told_the_epoch_and_repeats_with_the_seed():
     X, y = torch.zeros(64, 1), torch.arange(64)
     a = shard_loader((X, y), 64, seed=0, num_replicas=1, rank_=0)
     b = shard_loader((X, y), 64, seed=0, num_replicas=1, rank_=0)
-    first, second = next(iter(a))[1], next(iter(a))[1]
-    assert not torch.equal(first, second)  # set_epoch was called: a new permutation
+    first = next(iter(a))[1]
+    assert torch.equal(first, next(iter(a))[1])  # no hidden counter: same epoch, same order
+    a.set_epoch(1)
+    second = next(iter(a))[1]
+    assert not torch.equal(first, second)  # a new epoch, a new permutation
+    assert sorted(second.tolist()) == list(range(64))
     assert torch.equal(first, next(iter(b))[1])  # same seed, same first epoch
+    b.set_epoch(1)
+    assert torch.equal(second, next(iter(b))[1])  # the permutation depends on seed + epoch only
+
+
+class _Recorder(torch.nn.Module):
+    """A linear classifier that records the example ids (column 0 of X) it is trained on."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(1, 2)
+        self.seen: list[list[int]] = []
+
+    def forward(self, x):
+        if self.training:
+            self.seen.append(x[:, 0].long().tolist())
+        return self.fc(x[:, 1:])
+
+
+def test_resumed_run_sees_the_same_shards_as_an_uninterrupted_one(tmp_path):
+    """Regression: EpochLoader counted its own passes, so a resumed run replayed epoch 0."""
+    from dlkit.train import fit
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.cat([torch.arange(32).float().unsqueeze(1), torch.randn(32, 1, generator=g)], 1)
+    y = (X[:, 1] > 0).long()
+
+    def run(epochs, **kwargs):
+        model = _Recorder()
+        loader = shard_loader((X, y), 8, seed=5, num_replicas=2, rank_=1)  # a new process
+        fit(model, loader, epochs=epochs, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+            device="cpu", progress=False, verbose=False, **kwargs)
+        return model
+
+    whole = run(3)
+    run(2, checkpoint=tmp_path / "c.pt")
+    resumed = run(3, checkpoint=tmp_path / "c.pt", resume=True)
+    per_epoch = len(whole.seen) // 3
+    assert resumed.seen == whole.seen[2 * per_epoch:]  # epoch 3's shard, not epoch 1's again
+    assert torch.equal(resumed.fc.weight, whole.fc.weight)
 
 
 def test_shard_loader_rejects_bad_input():
