@@ -20,6 +20,7 @@ import os
 import platform
 import random
 import sys
+import warnings
 
 import numpy as np
 import torch
@@ -80,24 +81,44 @@ def pick_device() -> torch.device:
     return torch.device("cpu")
 
 
-def seed_everything(seed: int = 0, deterministic: bool = True) -> int:
+# torch's notice for an op without a deterministic kernel under warn_only=True (the same text
+# from C++ kernels and from torch._prims_common.alert_not_deterministic).
+_NO_DETERMINISTIC_KERNEL = (
+    r".* does not have a deterministic implementation, but you set "
+    r"'torch\.use_deterministic_algorithms\(True, warn_only=True\)'"
+)
+
+
+def seed_everything(seed: int = 0, deterministic: bool | str = True) -> int:
     """Seed Python, NumPy and PyTorch (all devices) so that a run can be repeated.
 
     Used in every chapter.
 
+    With ``deterministic=True`` PyTorch picks deterministic kernels wherever it has one
+    (cuDNN's deterministic convolutions, a fixed cuBLAS workspace). A few GPU operations have
+    none (e.g. the backward pass of adaptive average pooling on CUDA); they run their usual
+    kernel, so a GPU run may differ from the next in the last bits. PyTorch reports each such
+    call with a ``UserWarning``; that expected notice is filtered out so it does not fill the
+    chapters' outputs (every other warning is shown as usual). To find those operations, pass
+    ``deterministic="strict"``: they then raise a ``RuntimeError`` naming the operation.
+
     Args:
         seed: The seed, a non-negative integer below 2**32.
-        deterministic: Also ask PyTorch for deterministic kernels (slower on some GPU ops; a
-            warning, not an error, is raised by ops that have no deterministic version).
+        deterministic: ``True``: deterministic kernels where they exist (see above).
+            ``"strict"``: an operation without one raises. ``False``: PyTorch's fastest
+            kernels, flags left as they are.
 
     Returns:
         The seed, so a cell can print it.
 
     Raises:
-        ValueError: If ``seed`` is not an integer in ``[0, 2**32)``.
+        ValueError: If ``seed`` is not an integer in ``[0, 2**32)`` or ``deterministic`` is
+            not ``True``, ``False`` or ``"strict"``.
     """
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
         raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    if not (isinstance(deterministic, bool) or deterministic == "strict"):
+        raise ValueError(f"deterministic must be True, False or 'strict', got {deterministic!r}")
     seed = int(seed)
     random.seed(seed)
     np.random.seed(seed)
@@ -107,7 +128,11 @@ def seed_everything(seed: int = 0, deterministic: bool = True) -> int:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        strict = deterministic == "strict"
+        torch.use_deterministic_algorithms(True, warn_only=not strict)
+        if not strict:
+            # Added once: filterwarnings drops an identical earlier entry before inserting.
+            warnings.filterwarnings("ignore", message=_NO_DETERMINISTIC_KERNEL, category=UserWarning)
     return seed
 
 

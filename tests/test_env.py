@@ -6,6 +6,7 @@ import dataclasses
 import random
 import sys
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -38,9 +39,27 @@ def test_pick_device_is_cpu_without_accelerators(monkeypatch):
     assert dev.type == "cpu"
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-def test_pick_device_here_is_cpu():
-    assert pick_device() == torch.device("cpu")
+def _has_mps() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
+
+
+def test_pick_device_here_is_an_accelerator_this_machine_has():
+    # Whatever this machine is (x86 with or without CUDA, Apple silicon with MPS), the device
+    # chosen must be one it has, the fastest of them, and usable.
+    dev = pick_device()
+    expected = "cuda" if torch.cuda.is_available() else "mps" if _has_mps() else "cpu"
+    assert dev.type == expected
+    assert torch.ones(2, device=dev).sum().item() == 2.0
+
+
+def test_apple_silicon_gets_mps_and_the_cpu_profile(monkeypatch):
+    # An Apple-silicon machine as PyTorch reports it: no CUDA, MPS available.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert pick_device() == torch.device("mps")
+    assert profile().name == "cpu"
+    assert describe(torch.device("mps")).startswith(f"mps ({torch.get_num_threads()} threads), torch ")
 
 
 def test_pick_device_prefers_cuda(monkeypatch):
@@ -84,6 +103,43 @@ def test_seed_everything_deterministic_flags():
     import os
 
     assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == ":4096:8"
+
+
+@pytest.fixture
+def restore_determinism():
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    with warnings.catch_warnings():  # filters installed by the test go away with it
+        yield
+    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+def _op_without_deterministic_kernel():
+    """What a CUDA kernel without a deterministic version does under the flag, on any machine."""
+    from torch._prims_common import alert_not_deterministic
+
+    alert_not_deterministic("adaptive_avg_pool2d_backward_cuda")
+
+
+def test_seed_everything_keeps_the_determinism_notice_out_of_outputs(restore_determinism):
+    seed_everything(0)
+    assert torch.is_deterministic_algorithms_warn_only_enabled()
+    with warnings.catch_warnings(record=True) as caught:
+        _op_without_deterministic_kernel()
+        warnings.warn("a real problem", UserWarning)
+    assert [str(w.message) for w in caught] == ["a real problem"]
+
+
+def test_seed_everything_strict_raises_for_an_op_without_deterministic_kernel(restore_determinism):
+    seed_everything(0, deterministic="strict")
+    assert not torch.is_deterministic_algorithms_warn_only_enabled()
+    with pytest.raises(RuntimeError, match="adaptive_avg_pool2d_backward_cuda does not have a deterministic"):
+        _op_without_deterministic_kernel()
+
+
+def test_seed_everything_rejects_other_determinism_modes():
+    with pytest.raises(ValueError, match=r"deterministic must be True, False or 'strict', got 'warn'"):
+        seed_everything(0, deterministic="warn")
 
 
 def test_seed_everything_accepts_bounds():
