@@ -9,7 +9,7 @@ crop and horizontal flip) and normalised CIFAR-10 batches on the training device
 * ``dlkit_batched``: ``uint8`` images in memory, ``dlkit.data.make_loader`` fetching whole
   batches by index, then ``dlkit.augment.batch_policy("standard")`` on the device.
 
-Prints one JSON object: images per second of each (best of ``--repeats`` epochs, same machine,
+Prints one JSON line: images per second of each (best of ``--repeats`` epochs, same machine,
 same run) and their ratio. Run: ``python benchmarks/augment_pipeline.py [--images N]``.
 """
 

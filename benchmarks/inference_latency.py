@@ -4,7 +4,7 @@ Trains ``dlkit.models.SmallCNN`` briefly on CIFAR-10, exports it to ONNX, quanti
 int8 with calibration, and dynamic int8), measures test accuracy on the full test set and the
 median/p95 latency at batch sizes 1 and 64 with a stated number of threads. Target: static int8
 at least 2× faster than fp32 eager at batch 64 with at most 1 point of accuracy lost. Prints one
-JSON object.
+JSON line.
 
     DLKIT_DATA_DIR=... python benchmarks/inference_latency.py [--train-size 20000] [--threads N]
 """

@@ -10,7 +10,7 @@ Measured on one NVIDIA H200 (torch 2.11): the defaults (40 epochs, peak lr 0.4) 
 test accuracy in 56 s of training; 30 epochs at peak lr 0.2 reached 93.4% in 49 s; 60 epochs at
 0.4 reached 94.8% in 72 s. The first epoch includes cuDNN's choice of kernels (about 10 s).
 
-Prints one JSON object: device, epochs, training seconds, images/s, test accuracy, peak GPU
+Prints one JSON line: device, epochs, training seconds, images/s, test accuracy, peak GPU
 memory, and the speed-up of the bf16 + channels-last step over a float32 one with TF32 math
 (as the run allows it: PyTorch's default for convolutions) and contiguous layout (the baseline,
 timed in the same process on the same model). Progress goes to stderr.

@@ -112,7 +112,7 @@ def main() -> None:
         "target_ratio_max": 2.0,
         "weights_identical_to_torch_single": identical,
         **{f"{kind}_runs_ms": [round(t * 1e3, 3) for t in r] for kind, r in runs.items()},
-    }, indent=2))
+    }))
 
 
 if __name__ == "__main__":

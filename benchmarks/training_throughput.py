@@ -14,7 +14,9 @@ A configuration that fails is reported as an ``error`` entry; the others still r
     python benchmarks/training_throughput.py --device cpu [--quick]
     python benchmarks/training_throughput.py --device cuda --synthetic      # about 2 minutes
 
-Prints one JSON object.
+Reads CIFAR-10 (``$DLKIT_DATA_DIR`` or the cache) when it is there and falls back to random
+images otherwise (``--synthetic`` asks for them); the ``data`` field says which. Prints one JSON
+line.
 """
 
 from __future__ import annotations
@@ -189,7 +191,7 @@ def main() -> None:
         "compile_tried": use_compile,
         "summary": summary,
         "configs": results,
-    }, indent=1))
+    }))
 
 
 if __name__ == "__main__":
