@@ -26,7 +26,10 @@ on. Files are inspected in parallel processes when ``workers > 1``.
 
 Also here: :func:`strip_metadata` and :func:`read_metadata` (privacy), and
 :func:`write_messy_examples`, which writes one real file for every problem kind
-so the validation can be shown and tested. Taught in chapter 02 (data collection).
+so the validation can be shown and tested. Opening, checking and converting an
+image, and the pixel hash, live in :mod:`dlkit.images` (shared with the HTTP
+service of chapter 09); :func:`to_rgb` is re-exported here. Taught in chapter 02
+(data collection).
 """
 
 from __future__ import annotations
@@ -36,8 +39,6 @@ import hashlib
 import io
 import os
 import struct
-import tempfile
-import warnings
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -47,12 +48,15 @@ from typing import Any, Union
 
 import numpy as np
 import torch
-from PIL import ExifTags, Image, ImageOps
+from PIL import ExifTags, Image
 
+from dlkit._util import atomic_write, check_positive_int
 from dlkit.dedup import phash_image
+from dlkit.images import FORMATS, BadImage, check_pixels, load_pixels, open_image, pixel_sha256, to_rgb, upright
 
 __all__ = [
     "MANIFEST_COLUMNS",
+    "MAX_FILE_BYTES",
     "PROBLEM_KINDS",
     "ArraySource",
     "CsvSource",
@@ -79,13 +83,19 @@ PROBLEM_KINDS: tuple[str, ...] = (
     "unreadable",     # the file exists but cannot be read (permissions, I/O error)
     "empty",          # zero bytes
     "not_an_image",   # no image format recognises the bytes (e.g. text named .jpg)
-    "bomb",           # claims more pixels than allowed: a decompression bomb
+    "bomb",           # too big to process safely: more pixels than allowed (a decompression
+                      # bomb) or a file over the byte cap
     "truncated",      # the header is fine but the pixel data is cut short or corrupt
     "mode",           # an unexpected colour mode (CMYK, 16-bit, palette, alpha...)
     "too_small",      # smaller than the minimum side
     "missing_label",  # no label at all
     "unknown_label",  # a label that is not one of the classes
 )
+
+#: Largest file :func:`inspect_file` reads (bytes); larger files are refused unread.
+MAX_FILE_BYTES = 64 * 2**20
+
+_CHUNK = 1 << 20  # bytes read (and hashed) at a time
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 
@@ -181,12 +191,6 @@ def _row(source: str, path: str, index: int, label: str) -> dict[str, Any]:
     return row
 
 
-def _pixel_sha(arr: np.ndarray) -> str:
-    h = hashlib.sha256(repr(arr.shape).encode())
-    h.update(np.ascontiguousarray(arr).tobytes())
-    return h.hexdigest()
-
-
 def _check_label(row: dict[str, Any], classes: Sequence[str]) -> None:
     if row["problem"]:
         return
@@ -203,9 +207,13 @@ def inspect_file(
     min_size: int = 8,
     max_pixels: int = 4096 * 4096,
     accept_modes: Sequence[str] = ("RGB", "L"),
+    max_bytes: int = MAX_FILE_BYTES,
 ) -> dict[str, Any]:
     """Inspect one file and return its manifest row; never raises for a bad file.
 
+    The file's size is checked (``stat``) before anything is read, so a huge file costs
+    nothing; it is then read and hashed in chunks. Decoding follows :mod:`dlkit.images`:
+    header first with a format allow-list, pixel count checked before any pixel is decoded.
     Used by :func:`collect` (chapter 02).
 
     Args:
@@ -215,6 +223,7 @@ def inspect_file(
         max_pixels: Largest accepted ``width * height``, checked from the
             header before any pixel is decoded.
         accept_modes: PIL modes accepted as they are.
+        max_bytes: Largest accepted file size; a larger file is a ``"bomb"`` and is not read.
 
     Returns:
         A dict with the :data:`MANIFEST_COLUMNS`.
@@ -226,35 +235,45 @@ def inspect_file(
         row.update(problem="missing_file", detail="no such file: the source lists it, the disk does not have it")
         return row
     try:
-        raw = p.read_bytes()
+        size = p.stat().st_size
+        if size > max_bytes:
+            row.update(problem="bomb", detail=f"the file is {size:,} bytes; more than max_bytes = {max_bytes:,}")
+            return row
+        digest, chunks, read = hashlib.sha256(), [], 0
+        with open(p, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                read += len(chunk)
+                if read > max_bytes:  # the file grew after stat()
+                    row.update(problem="bomb", detail=f"the file is over max_bytes = {max_bytes:,} bytes")
+                    return row
+                digest.update(chunk)
+                chunks.append(chunk)
     except OSError as err:
         row.update(problem="unreadable", detail=f"cannot read the file: {err.strerror or err}")
         return row
-    row["sha256"] = hashlib.sha256(raw).hexdigest()
+    row["sha256"] = digest.hexdigest()
+    raw = b"".join(chunks)
     if not raw:
         row.update(problem="empty", detail="the file has 0 bytes")
         return row
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            img = Image.open(io.BytesIO(raw))
-        except Image.DecompressionBombError as err:
-            row.update(problem="bomb", detail=f"Pillow refused it: {err}")
-            return row
-        except Exception as err:  # noqa: BLE001 (UnidentifiedImageError and parser errors alike)
-            row.update(problem="not_an_image", detail=f"no image format recognises the bytes ({type(err).__name__})")
-            return row
-        w, h = img.size
-        row.update(format=img.format or "", width=w, height=h, mode=img.mode, channels=_CHANNELS.get(img.mode, 0))
-        if w * h > max_pixels:
-            row.update(problem="bomb",
-                       detail=f"{w}x{h} = {w * h:,} pixels exceeds max_pixels = {max_pixels:,}")
-            return row
-        try:
-            img.load()
-        except Exception as err:  # noqa: BLE001 (any decoder failure means a broken file)
-            row.update(problem="truncated", detail=f"decoding failed: {err}")
-            return row
+    try:
+        img = open_image(raw, formats=FORMATS)
+    except BadImage as bad:
+        if bad.kind == "bomb":
+            row.update(problem="bomb", detail=bad.message)
+        else:
+            row.update(problem="not_an_image",
+                       detail=f"no image format recognises the bytes ({type(bad.cause).__name__})")
+        return row
+    w, h = img.size
+    row.update(format=img.format or "", width=w, height=h, mode=img.mode, channels=_CHANNELS.get(img.mode, 0))
+    try:
+        check_pixels(img, max_pixels)
+        load_pixels(img)
+    except BadImage as bad:
+        detail = bad.message if bad.kind == "bomb" else f"decoding failed: {bad.cause}"
+        row.update(problem=bad.kind, detail=detail)
+        return row
     if img.mode not in accept_modes:
         row.update(problem="mode", detail=f"mode {img.mode} is not one of {', '.join(accept_modes)}")
     elif min(w, h) < min_size:
@@ -262,7 +281,7 @@ def inspect_file(
     if not row["problem"] or row["problem"] == "mode":
         # Hash what a model would see, so copies in different formats match.
         rgb = np.asarray(to_rgb(img))
-        row["pixel_sha256"] = _pixel_sha(rgb.transpose(2, 0, 1))
+        row["pixel_sha256"] = pixel_sha256(rgb.transpose(2, 0, 1))
         row["phash"] = f"{phash_image(img):016x}"
     _check_label(row, classes)
     return row
@@ -286,7 +305,7 @@ def _array_rows(src: ArraySource, classes: Sequence[str], min_size: int) -> list
         row = _row(src.name, src.path or src.name, i, label)
         c, h, w = img.shape
         rgb = img if c == 3 else np.repeat(img[:1], 3, axis=0)
-        row.update(sha256=_pixel_sha(img), pixel_sha256=_pixel_sha(rgb), format="array", width=w, height=h,
+        row.update(sha256=pixel_sha256(img), pixel_sha256=pixel_sha256(rgb), format="array", width=w, height=h,
                    mode="RGB" if c == 3 else "L", channels=c)
         row["phash"] = f"{phash_image(Image.fromarray(rgb.transpose(1, 2, 0))):016x}"
         if c not in (1, 3):
@@ -298,9 +317,9 @@ def _array_rows(src: ArraySource, classes: Sequence[str], min_size: int) -> list
     return rows
 
 
-def _inspect_chunk(args: tuple[list[tuple[str, str, str]], Sequence[str], int, int, Sequence[str]]) -> list[dict[str, Any]]:
-    tasks, classes, min_size, max_pixels, accept_modes = args
-    return [inspect_file(t, classes, min_size, max_pixels, accept_modes) for t in tasks]
+def _inspect_chunk(args: tuple[list[tuple[str, str, str]], Sequence[str], int, int, Sequence[str], int]) -> list[dict[str, Any]]:
+    tasks, classes, min_size, max_pixels, accept_modes, max_bytes = args
+    return [inspect_file(t, classes, min_size, max_pixels, accept_modes, max_bytes) for t in tasks]
 
 
 # --------------------------------------------------------------------------- #
@@ -357,23 +376,19 @@ class Manifest:
         return "\n".join(lines)
 
     def to_csv(self, path: PathLike) -> Path:
-        """Write the manifest as CSV atomically (temporary file, then rename).
+        """Write the manifest as CSV atomically (:func:`dlkit._util.atomic_write`).
 
         Returns:
             The path written.
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-                writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
-                writer.writeheader()
-                writer.writerows(self.rows)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path, "wb") as raw:
+            f = io.TextIOWrapper(raw, encoding="utf-8", newline="")  # the csv module ends rows itself
+            writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
+            writer.writeheader()
+            writer.writerows(self.rows)
+            f.flush()
+            f.detach()
         return path
 
     @classmethod
@@ -444,6 +459,7 @@ def collect(
     min_size: int = 8,
     max_pixels: int = 4096 * 4096,
     accept_modes: Sequence[str] = ("RGB", "L"),
+    max_bytes: int = MAX_FILE_BYTES,
 ) -> Manifest:
     """Inspect every item of every source and return the :class:`Manifest`.
 
@@ -457,6 +473,7 @@ def collect(
         min_size: Smallest accepted width and height.
         max_pixels: Largest accepted image area (decompression-bomb guard).
         accept_modes: PIL modes accepted.
+        max_bytes: Largest file read; larger files are refused (``"bomb"``) unread.
 
     Returns:
         The manifest; rows in source order, files sorted by path in a folder.
@@ -471,6 +488,7 @@ def collect(
         raise ValueError("classes must name at least one class")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    check_positive_int(max_bytes, "max_bytes")
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise ValueError(f"source names must be unique, got {names}")
@@ -483,13 +501,13 @@ def collect(
             continue
         tasks = src.tasks()
         if workers == 1 or len(tasks) < 2 * workers:
-            rows += _inspect_chunk((tasks, classes, min_size, max_pixels, accept_modes))
+            rows += _inspect_chunk((tasks, classes, min_size, max_pixels, accept_modes, max_bytes))
             continue
         # Chunks of tasks (not one task per message) keep inter-process traffic small.
         n_chunks = workers * 4
         chunks = [tasks[i::n_chunks] for i in range(n_chunks)]
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(_inspect_chunk, [(c, classes, min_size, max_pixels, accept_modes) for c in chunks]))
+            results = list(pool.map(_inspect_chunk, [(c, classes, min_size, max_pixels, accept_modes, max_bytes) for c in chunks]))
         by_path = {}
         for part in results:
             for r in part:
@@ -500,37 +518,8 @@ def collect(
 
 
 # --------------------------------------------------------------------------- #
-# Colour modes and privacy
+# Privacy
 # --------------------------------------------------------------------------- #
-def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
-    """Convert any PIL image to 8-bit RGB the way a careful pipeline would.
-
-    Transparent pixels are composited on ``background`` (not dropped to black),
-    16- and 32-bit grey is scaled to 0..255 (not clipped), CMYK and palettes are
-    converted by Pillow. Used in chapter 02 (data collection).
-
-    Args:
-        img: Any image.
-        background: Colour under transparent pixels.
-
-    Returns:
-        An ``RGB`` image of the same size.
-    """
-    if img.mode == "RGB":
-        return img
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        a = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
-        return Image.fromarray(np.clip(a / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA"):
-        rgba = img.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, background + (255,))
-        return Image.alpha_composite(canvas, rgba).convert("RGB")
-    return img.convert("RGB")
-
-
 def read_metadata(path: PathLike) -> dict[str, Any]:
     """EXIF tags (by name, GPS expanded) and text chunks of an image file.
 
@@ -579,21 +568,14 @@ def strip_metadata(src: PathLike, dest: PathLike | None = None, quality: int = 9
     dest = src if dest is None else Path(dest)
     with Image.open(src) as img:
         fmt = img.format or "PNG"
-        upright = ImageOps.exif_transpose(img)
+        turned = upright(img)
         # A fresh image from the pixel buffer carries no info dict at all.
-        clean = Image.frombytes(upright.mode, upright.size, upright.tobytes())
-        if upright.mode == "P":
-            clean.putpalette(upright.getpalette())
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        kwargs = {"quality": quality} if fmt == "JPEG" else {}
-        clean.save(tmp, format=fmt, **kwargs)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        clean = Image.frombytes(turned.mode, turned.size, turned.tobytes())
+        if turned.mode == "P":
+            clean.putpalette(turned.getpalette())
+    kwargs = {"quality": quality} if fmt == "JPEG" else {}
+    with atomic_write(dest, "wb") as f:
+        clean.save(f, format=fmt, **kwargs)
     return dest
 
 

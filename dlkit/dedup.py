@@ -20,7 +20,6 @@ split can keep every copy of an image on the same side. Taught in chapter 02
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -28,6 +27,8 @@ import scipy.fft
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from dlkit.images import pixel_sha256
 
 __all__ = [
     "duplicate_groups",
@@ -49,7 +50,7 @@ def _as_nchw_uint8(images: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def pixel_hashes(images: torch.Tensor | np.ndarray) -> list[str]:
-    """SHA-256 of each image's pixels (``C x H x W`` bytes plus the shape).
+    """SHA-256 of each image's pixels (``C x H x W`` bytes plus the shape): :func:`dlkit.images.pixel_sha256`.
 
     Two images get the same hash exactly when every pixel is equal, whatever
     file format they came from. Used in chapter 02 (data collection).
@@ -60,13 +61,7 @@ def pixel_hashes(images: torch.Tensor | np.ndarray) -> list[str]:
     Returns:
         ``N`` hex digests.
     """
-    x = _as_nchw_uint8(images)
-    out = []
-    for img in x:
-        h = hashlib.sha256(repr(img.shape).encode())
-        h.update(np.ascontiguousarray(img).tobytes())
-        out.append(h.hexdigest())
-    return out
+    return [pixel_sha256(img) for img in _as_nchw_uint8(images)]
 
 
 def exact_groups(hashes: Sequence[str]) -> list[list[int]]:

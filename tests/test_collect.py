@@ -140,6 +140,8 @@ def test_bad_arguments(tmp_path):
         collect([], [])
     with pytest.raises(ValueError, match="workers"):
         collect([], CLASSES, workers=0)
+    with pytest.raises(ValueError, match="max_bytes"):
+        collect([], CLASSES, max_bytes=0)
     with pytest.raises(FileNotFoundError, match="not a folder"):
         collect([FolderSource(tmp_path / "nope")], CLASSES)
     (tmp_path / "x.csv").write_text("file,label\n")
@@ -215,3 +217,64 @@ def test_strip_metadata_png_text_chunks(tmp_path):
     assert read_metadata(tmp_path / "a.png") == {}
     with Image.open(tmp_path / "a.png") as img:
         np.testing.assert_array_equal(np.asarray(img), _picture(6))  # PNG stays lossless
+
+
+def test_pixel_hash_is_sha256_of_the_shape_and_the_channel_first_bytes(messy):
+    tmp_path, _, arr = messy
+    m = collect([FolderSource(tmp_path / "folder")], CLASSES)
+    good0 = _by_name(m)["good0.png"]
+    chw = _picture(0).transpose(2, 0, 1)
+    import hashlib
+    by_hand = hashlib.sha256(b"(3, 24, 24)" + np.ascontiguousarray(chw).tobytes()).hexdigest()
+    assert good0["pixel_sha256"] == by_hand
+
+
+def test_file_hash_is_the_published_sha256_and_matches_hashlib_on_a_large_file(tmp_path):
+    # FIPS 180-2, appendix B.1: SHA-256("abc").
+    (tmp_path / "abc.png").write_bytes(b"abc")
+    row = inspect_file(("s", str(tmp_path / "abc.png"), "cat"), CLASSES)
+    assert row["sha256"] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert row["problem"] == "not_an_image"
+    # Several read chunks long: the streamed hash equals hashlib's one-shot hash.
+    blob = np.random.default_rng(0).integers(0, 256, 5 * 2**20 + 123, dtype=np.uint8).tobytes()
+    (tmp_path / "blob.png").write_bytes(blob)
+    import hashlib
+    row = inspect_file(("s", str(tmp_path / "blob.png"), "cat"), CLASSES)
+    assert row["sha256"] == hashlib.sha256(blob).hexdigest()
+
+
+def test_a_file_over_the_size_cap_is_rejected_without_being_read(tmp_path, monkeypatch):
+    import builtins
+    import pathlib
+
+    import dlkit.collect as collect_module
+
+    cap = 64 * 2**20
+    big = tmp_path / "cat" / "huge.png"
+    big.parent.mkdir()
+    with open(big, "wb") as f:  # sparse: costs no disk space
+        f.truncate(cap + 1)
+    opened = []
+
+    def no_read_bytes(self):
+        raise AssertionError(f"read_bytes() of {self.name}: the whole file is read before any size check")
+
+    real_open = builtins.open
+
+    def spy_open(file, *args, **kwargs):
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "read_bytes", no_read_bytes)
+    monkeypatch.setattr(collect_module, "open", spy_open, raising=False)
+    row = inspect_file(("s", str(big), "cat"), CLASSES)
+    assert row["problem"] == "bomb", row
+    assert f"{cap + 1:,} bytes" in row["detail"] and f"{cap:,}" in row["detail"], row["detail"]
+    assert str(big) not in opened, "a file over the cap must not even be opened"
+    # The cap is an argument; files under it are read and hashed as usual.
+    monkeypatch.undo()
+    small = tmp_path / "cat" / "ok.png"
+    Image.fromarray(_picture(1)).save(small)
+    row = inspect_file(("s", str(small), "cat"), CLASSES, max_bytes=small.stat().st_size - 1)
+    assert row["problem"] == "bomb" and "max_bytes" in row["detail"]
+    assert inspect_file(("s", str(small), "cat"), CLASSES, max_bytes=small.stat().st_size)["problem"] == ""
