@@ -6,7 +6,12 @@ images from ``--concurrency`` parallel keep-alive clients. Throughput depends on
 compute, not on its accuracy, so the weights are the untrained initialisation. Bad requests are
 mixed in before and after the load to check that the server keeps serving. Prints one JSON object.
 
+The server runs at most ``--max-concurrency`` forward passes at once (default: the CPU cores
+divided by ``--server-threads``, the service's own default); ``--max-concurrency 40`` reproduces
+the former unbounded behaviour (anyio's default thread pool of 40).
+
     python benchmarks/serving_load.py [--requests 2000] [--concurrency 16] [--server-threads 1]
+                                      [--max-concurrency N]
 """
 
 from __future__ import annotations
@@ -45,7 +50,10 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--server-threads", type=int, default=1)
+    p.add_argument("--max-concurrency", type=int, default=None,
+                   help="forward passes at once in the server (default: cores // --server-threads)")
     args = p.parse_args()
+    cap = args.max_concurrency or deploy.default_max_concurrency(args.server_threads)
     torch.manual_seed(0)
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buf, "PNG")
@@ -56,7 +64,8 @@ def main() -> None:
         port = free_port()
         cmd = [sys.executable, "-m", "dlkit.deploy", "--model", "dlkit.models:SmallCNN",
                "--weights", str(weights), "--classes", ",".join(CLASSES), "--mean", "0.49,0.48,0.45",
-               "--std", "0.25,0.24,0.26", "--port", str(port), "--threads", str(args.server_threads)]
+               "--std", "0.25,0.24,0.26", "--port", str(port), "--threads", str(args.server_threads),
+               "--max-concurrency", str(cap)]
         server = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": str(args.server_threads)})
         url = f"http://127.0.0.1:{port}"
         try:
@@ -82,7 +91,8 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "serving_load",
         "hardware": describe(torch.device("cpu")),
-        "server": {"process": "separate", "workers": 1, "torch_threads": args.server_threads},
+        "server": {"process": "separate", "workers": 1, "torch_threads": args.server_threads,
+                   "max_concurrency": cap},
         **report,
         "bad_request_statuses": bad,
         "healthy_after": health["status"] == "ok",

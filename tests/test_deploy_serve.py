@@ -72,14 +72,13 @@ def test_health_and_a_valid_prediction_match_the_model(server, weights):
     net, _ = weights
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["classes"] == 4
-    body = encode(rgb(50, 40))
-    r = post(client, body)
+    square = np.array(rgb(32, 32))  # the model's size: the service uses these pixels as they are
+    r = post(client, encode(Image.fromarray(square)))
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["converted_from"] is None and list(out["probabilities"]) == CLASSES
-    # The same pixels through the model directly give the same probabilities.
-    pixels, _ = decode_image(body)
-    x = (torch.from_numpy(pixels).permute(2, 0, 1).float() / 255 - torch.tensor(MEAN).view(3, 1, 1)) \
+    # The same pixels, normalised by hand, through the model directly give the same probabilities.
+    x = (torch.from_numpy(square).permute(2, 0, 1).float() / 255 - torch.tensor(MEAN).view(3, 1, 1)) \
         / torch.tensor(STD).view(3, 1, 1)
     with torch.no_grad():
         expected = net(x[None])[0].softmax(0).numpy()
@@ -164,8 +163,8 @@ def test_decompression_bomb_is_refused_before_decoding():
     # Larger than Pillow's own limit (2 × MAX_IMAGE_PIXELS) as well as the service's.
     bomb = encode(Image.new("1", (13_000, 13_000)))
     assert len(bomb) < 100_000
-    with pytest.raises(ValueError) as err:
-        decode_image(bomb)
+    with pytest.raises(ValueError) as err, pytest.warns(Image.DecompressionBombWarning):
+        decode_image(bomb)  # Pillow only warns about this size; the service refuses it
     assert err.value.status == 422
 
 
@@ -223,3 +222,215 @@ def test_drift_endpoint_reports_on_recent_requests(weights):
         report = client.get("/drift").json()
     assert report["n"] == 40 and report["drift"]
     assert any(a.startswith("brightness shifted down") for a in report["alerts"])
+
+
+# --------------------------------------------------------------------------- #
+# Concurrency, thread safety and the published API description
+# --------------------------------------------------------------------------- #
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_decoding_leaves_the_warning_filters_alone(monkeypatch):
+    """warnings.catch_warnings swaps a process-wide list: from worker threads it races."""
+    import threading
+    import warnings
+
+    real, used_in_threads = warnings.catch_warnings, []
+
+    def spy(*args, **kwargs):  # pytest itself uses catch_warnings in the main thread
+        if threading.current_thread() is not threading.main_thread():
+            used_in_threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(warnings, "catch_warnings", spy)
+    before = list(warnings.filters)
+    bodies = [encode(rgb(40, 40, seed=i)) for i in range(4)] + [encode(Image.new("1", (13_000, 13_000)))]
+    errors = []
+
+    def work():
+        for body in bodies:
+            try:
+                decode_image(body)
+            except ValueError as err:  # the bomb: a BadImage with status 422
+                errors.append(err.status)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [422] * 4, errors
+    assert used_in_threads == [], f"warnings.catch_warnings() used {len(used_in_threads)} times in worker threads"
+    assert warnings.filters == before
+
+
+def test_no_process_wide_pillow_flag_is_written_per_request(server, monkeypatch):
+    import types
+
+    import PIL
+    from PIL import ImageFile
+
+    writes = []
+
+    class Spy(types.ModuleType):
+        def __getattr__(self, name):
+            return getattr(ImageFile, name)
+
+        def __setattr__(self, name, value):
+            writes.append(name)
+            setattr(ImageFile, name, value)
+
+    monkeypatch.setattr(PIL, "ImageFile", Spy("PIL.ImageFile"))
+    monkeypatch.setitem(__import__("sys").modules, "PIL.ImageFile", PIL.ImageFile)
+    _, client = server
+    for seed in range(3):
+        assert post(client, encode(rgb(seed=seed))).status_code == 200
+    png = encode(rgb(64, 64))
+    assert_error(post(client, png[: len(png) // 2]), 400, "truncated")  # still refused
+    assert writes == [], f"requests wrote PIL.ImageFile.{writes}"
+
+
+class _Tracked(nn.Module):
+    """The test network, with a forward that records how many calls run at the same time."""
+
+    active = 0
+    peak = 0
+    lock = None
+
+    def __init__(self):
+        super().__init__()
+        self.net = build()
+
+    def forward(self, x):
+        import threading
+        import time
+
+        cls = type(self)
+        with cls.lock:
+            cls.active += 1
+            cls.peak = max(cls.peak, cls.active)
+        time.sleep(0.05)
+        try:
+            return self.net(x)
+        finally:
+            with cls.lock:
+                cls.active -= 1
+
+
+@pytest.fixture
+def tracked_weights(tmp_path):
+    import threading
+
+    torch.manual_seed(0)
+    _Tracked.lock = threading.Lock()
+    path = tmp_path / "tracked.pt"
+    torch.save(_Tracked().state_dict(), path)
+    return path
+
+
+def _burst(url: str, n: int) -> list[int]:
+    import concurrent.futures
+
+    body = encode(rgb())
+    _Tracked.active = _Tracked.peak = 0
+
+    def one(_):
+        with httpx.Client(timeout=60) as c:
+            return c.post(url + "/predict", content=body, headers={"content-type": "image/png"}).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def test_forwards_in_flight_never_exceed_the_cpu_count(tracked_weights):
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    n = min(cores + 6, 40)
+    app = serve(_Tracked, tracked_weights, classes=CLASSES, mean=MEAN, std=STD)
+    with BackgroundServer(app) as srv:
+        statuses = _burst(srv.url, n)
+    assert statuses == [200] * n
+    assert 1 <= _Tracked.peak <= cores, f"{_Tracked.peak} forwards ran at once on {cores} cores"
+
+
+def test_inference_concurrency_is_configurable(tracked_weights):
+    app = serve(_Tracked, tracked_weights, classes=CLASSES, mean=MEAN, std=STD, max_concurrency=3)
+    with BackgroundServer(app) as srv:
+        assert _burst(srv.url, 12) == [200] * 12
+    assert _Tracked.peak == 3  # the cap is reached (requests do overlap) and never passed
+    with pytest.raises(ValueError, match="max_concurrency"):
+        serve(_Tracked, tracked_weights, classes=CLASSES, mean=MEAN, std=STD, max_concurrency=0)
+
+
+def test_health_and_predict_answer_while_drift_is_computing(weights):
+    import threading
+
+    _, path = weights
+    entered, release = threading.Event(), threading.Event()
+
+    class SlowMonitor:
+        def check(self, images, preds):
+            entered.set()
+            release.wait(10)  # stands for a long computation
+            return types_report(len(preds))
+
+    app = serve(build, path, classes=CLASSES, mean=MEAN, std=STD, monitor=SlowMonitor(), window=30)
+    with BackgroundServer(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as client:
+        for seed in range(30):
+            assert post(client, encode(rgb(seed=seed))).status_code == 200
+        result = {}
+        drift = threading.Thread(target=lambda: result.update(r=httpx.get(srv.url + "/drift", timeout=30)))
+        drift.start()
+        assert entered.wait(10)
+        try:
+            with httpx.Client(base_url=srv.url, timeout=3) as other:
+                assert other.get("/health").status_code == 200
+                assert post(other, encode(rgb())).status_code == 200
+            assert not release.is_set() and drift.is_alive()  # answered while /drift was still busy
+        finally:
+            release.set()
+            drift.join(15)
+    assert result["r"].status_code == 200 and result["r"].json()["n"] == 30
+
+
+def types_report(n):
+    from dlkit.deploy import DriftReport
+
+    return DriftReport(n=n, ks_stat={}, ks_p={}, psi={}, class_psi=0.0, class_p=1.0, alerts=())
+
+
+def test_openapi_documents_the_body_the_answers_and_every_error(weights):
+    _, path = weights
+    app = serve(build, path, classes=CLASSES, mean=MEAN, std=STD, monitor=_NoMonitor())
+    spec = app.openapi()
+    op = spec["paths"]["/predict"]["post"]
+    body = op["requestBody"]
+    assert body["required"] is True
+    assert set(body["content"]) == {"image/png", "image/jpeg", "image/bmp", "image/gif", "image/webp",
+                                    "image/tiff"}
+    for media in body["content"].values():
+        assert media["schema"]["type"] == "string" and media["schema"]["format"] == "binary"
+
+    def schema_of(response):
+        ref = response["content"]["application/json"]["schema"]["$ref"]
+        return spec["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+
+    ok = schema_of(op["responses"]["200"])
+    assert set(ok["properties"]) == {"class", "index", "probabilities", "converted_from"}
+    assert set(ok["required"]) >= {"class", "index", "probabilities"}
+    # Every 4xx the service answers /predict with (see the tests above), each with the error body.
+    assert {c for c in op["responses"] if c.startswith("4")} == {"400", "413", "415", "422"}
+    for code in ("400", "413", "415", "422"):
+        err = schema_of(op["responses"][code])
+        assert set(err["properties"]) == {"error"} and err["required"] == ["error"], (code, err)
+        assert op["responses"][code]["description"]
+    health = spec["paths"]["/health"]["get"]["responses"]
+    assert {"status", "served", "rejected"} <= set(schema_of(health["200"])["properties"])
+    assert "503" in health
+    drift = spec["paths"]["/drift"]["get"]["responses"]
+    assert {"n", "drift", "alerts", "psi", "class_psi"} <= set(schema_of(drift["200"])["properties"])
+    assert set(schema_of(drift["409"])["properties"]) == {"error"}
+
+
+class _NoMonitor:
+    def check(self, images, preds):
+        raise AssertionError("not called")

@@ -52,6 +52,7 @@ from dlkit.deploy.serve import (
     BackgroundServer,
     BadImage,
     decode_image,
+    default_max_concurrency,
     load_test,
     serve,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "as_runner",
     "class_psi",
     "decode_image",
+    "default_max_concurrency",
     "export_onnx",
     "file_size_mb",
     "freeze",

@@ -3,7 +3,11 @@
 ``POST /predict`` takes one image as the raw request body (``Content-Type: image/png``,
 ``image/jpeg``, ...) and returns the class probabilities as JSON; ``GET /health`` says whether
 the model is loaded. Every kind of bad input gets a 4xx answer with a JSON body that says what
-was wrong, and the server keeps serving. Used in chapter 09 (deployment); run it with
+was wrong, and the server keeps serving. Decoding and validating the image is
+:func:`dlkit.images.decode_image` (re-exported here). At most ``max_concurrency`` forward passes
+run at once (by default the CPU cores divided by PyTorch's threads): more would only make each
+one slower. The OpenAPI description (``/openapi.json``, ``/docs``) lists the request body, the
+fields of every answer and every error. Used in chapter 09 (deployment); run it with
 ``python -m dlkit.deploy --help``.
 """
 
@@ -14,12 +18,10 @@ import collections
 import concurrent.futures
 import contextlib
 import importlib
-import io
 import os
 import socket
 import threading
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -27,106 +29,80 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["CONTENT_TYPES", "BackgroundServer", "BadImage", "decode_image", "load_test", "serve"]
+from dlkit._util import check_positive_int
+from dlkit.images import BadImage, decode_image
+
+__all__ = ["CONTENT_TYPES", "BackgroundServer", "BadImage", "decode_image", "default_max_concurrency",
+           "load_test", "serve"]
 
 # Content types accepted by /predict and the Pillow decoder each may use.
 CONTENT_TYPES = {
     "image/png": "PNG", "image/jpeg": "JPEG", "image/bmp": "BMP", "image/gif": "GIF",
     "image/webp": "WEBP", "image/tiff": "TIFF",
 }
-_HIGH_DEPTH = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
+_FORMATS = tuple(sorted(set(CONTENT_TYPES.values())))
 
 
-class BadImage(ValueError):
-    """An image the service cannot use; ``status`` is the HTTP status to answer with."""
+def default_max_concurrency(torch_threads: int | None = None) -> int:
+    """Forward passes run at once by default: the usable CPU cores divided by PyTorch's threads.
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def decode_image(
-    body: bytes,
-    *,
-    image_size: int = 32,
-    min_side: int = 8,
-    max_pixels: int = 4096 * 4096,
-    convert_modes: bool = True,
-) -> tuple[np.ndarray, str | None]:
-    """Decode, check and resize one uploaded image to ``image_size``×``image_size`` RGB.
-
-    The header is read first and the pixel count checked *before* any pixel is decoded, so a
-    small file that claims to be huge (a decompression bomb) costs nothing. Non-square images
-    are centre-cropped to a square, then resized with antialiasing. Used in chapter 09.
+    Each forward already uses ``torch_threads`` cores; running more forwards than the cores can
+    hold makes every one of them slower and the latency tail longer. Used in chapter 09.
 
     Args:
-        body: The file's bytes.
-        image_size: Side of the square the model takes.
-        min_side: Smallest width or height accepted.
-        max_pixels: Largest width × height accepted.
-        convert_modes: Convert grayscale, palette, CMYK and alpha images to RGB (alpha is
-            composited onto white); when False they are rejected. 16-bit and float images are
-            always rejected: how to map them to 8 bits depends on how they were made.
+        torch_threads: PyTorch's intra-op threads (default ``torch.get_num_threads()``).
 
     Returns:
-        ``(pixels, converted_from)``: a uint8 array ``image_size``×``image_size``×3 and the
-        original mode when it was converted (``None`` for RGB).
-
-    Raises:
-        BadImage: With status 400 (empty, undecodable or truncated) or 422 (unusable mode,
-            too small, too many pixels).
+        At least 1.
     """
-    from PIL import Image, ImageFile, UnidentifiedImageError
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, torch_threads or torch.get_num_threads()))
 
-    ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated upload is an error, not grey pixels
-    if not body:
-        raise BadImage(400, "the request body is empty: send the image file's bytes")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(body), formats=sorted(set(CONTENT_TYPES.values())))
-    except UnidentifiedImageError:
-        raise BadImage(400, "the body is not an image this service can decode "
-                            f"(accepted formats: {', '.join(sorted(set(CONTENT_TYPES.values())))})") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise BadImage(422, f"the image is too large to decode safely: {err}") from None
-    except Exception as err:  # noqa: BLE001 (Pillow's plugins raise many types for malformed headers)
-        raise BadImage(400, f"could not read the image header: {err}") from None
-    w, h = img.size
-    if w * h > max_pixels:
-        raise BadImage(422, f"the image is {w}×{h} = {w * h:,} pixels; at most {max_pixels:,} are accepted")
-    if min(w, h) < min_side:
-        raise BadImage(422, f"the image is {w}×{h} pixels; at least {min_side}×{min_side} are needed")
-    mode = img.mode
-    if mode in _HIGH_DEPTH:
-        raise BadImage(422, f"the image has {'16-bit' if mode.startswith('I;16') else '32-bit'} samples "
-                            f"(mode {mode}); send an 8-bit RGB image")
-    try:
-        img.load()
-    except Exception as err:  # noqa: BLE001 (truncated or corrupt pixel data: many types)
-        raise BadImage(400, f"the image data is truncated or corrupt: {err}") from None
-    converted = None
-    if mode != "RGB":
-        has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info)
-        if not convert_modes:
-            what = "an alpha channel" if has_alpha else f"mode {mode}"
-            raise BadImage(422, f"the image has {what}; this service takes 8-bit RGB images")
-        try:
-            if has_alpha:
-                rgba = img.convert("RGBA")
-                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                img = Image.alpha_composite(white, rgba).convert("RGB")
-            else:
-                img = img.convert("RGB")
-        except Exception as err:  # noqa: BLE001 (bad input must never become a 500)
-            raise BadImage(422, f"cannot convert an image of mode {mode} to RGB: {err}") from None
-        converted = mode
-    side = min(w, h)
-    left, top = (w - side) // 2, (h - side) // 2
-    img = img.crop((left, top, left + side, top + side))
-    img = img.resize((image_size, image_size), Image.Resampling.BILINEAR, reducing_gap=None)
-    return np.asarray(img, dtype=np.uint8).copy(), converted
+
+def _api_models():
+    """The pydantic models that describe the service's answers in its OpenAPI schema."""
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class Prediction(BaseModel):
+        """The model's answer for one image."""
+
+        model_config = ConfigDict(populate_by_name=True)
+        class_: str = Field(alias="class", description="the most probable class name")
+        index: int = Field(description="its index in the model's outputs")
+        probabilities: dict[str, float] = Field(description="probability of every class, in output order")
+        converted_from: str | None = Field(description="the image's original mode when it was converted "
+                                                       "to RGB (e.g. 'L', 'RGBA', 'CMYK'); null for RGB")
+
+    class Error(BaseModel):
+        """Every 4xx answer: what was wrong with the request."""
+
+        error: str = Field(description="a sentence saying what was wrong and what is accepted")
+
+    class Health(BaseModel):
+        """The server is up and the model is loaded."""
+
+        status: str = Field(description="'ok'")
+        model: str = Field(description="the model's class name")
+        classes: int = Field(description="number of classes")
+        served: int = Field(description="predictions answered since start-up")
+        rejected: int = Field(description="requests refused since start-up")
+        max_body_bytes: int = Field(description="largest request body accepted")
+
+    class Loading(BaseModel):
+        """The model is not loaded yet."""
+
+        status: str = Field(description="'loading'")
+
+    class Drift(BaseModel):
+        """A drift check of the recently served images against the reference set."""
+
+        n: int = Field(description="images checked")
+        drift: bool = Field(description="true when at least one alert was raised")
+        alerts: list[str] = Field(description="one sentence per shift found")
+        psi: dict[str, float] = Field(description="population stability index of each image feature")
+        class_psi: float = Field(description="population stability index of the predicted classes")
+
+    return Prediction, Error, Health, Loading, Drift
 
 
 def _media_type(header: str | None) -> str:
@@ -147,12 +123,16 @@ def serve(
     convert_modes: bool = True,
     monitor=None,
     window: int = 500,
+    max_concurrency: int | None = None,
 ):
     """Build the FastAPI app that serves ``build_model()`` with the weights in ``weights``.
 
     The weights are loaded once, when the server starts, with ``torch.load(...,
     weights_only=True)``: a state_dict holds only tensors, so nothing in the file is executed.
     Used in chapter 09.
+
+    Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` is set to ``False`` once, here (a truncated
+    upload is an error, not grey pixels); requests change no process-wide state.
 
     Endpoints: ``POST /predict`` (raw image body) → ``{"class", "index", "probabilities",
     "converted_from"}``; ``GET /health`` → ``{"status": "ok", ...}``; with a ``monitor``,
@@ -175,6 +155,8 @@ def serve(
         convert_modes: Convert grayscale, CMYK and alpha images to RGB instead of rejecting them.
         monitor: An optional :class:`~dlkit.deploy.monitor.DriftMonitor`.
         window: Number of recent images kept for ``/drift``.
+        max_concurrency: Forward passes run at once (default :func:`default_max_concurrency`);
+            further requests wait their turn, decoded, in a queue.
 
     Returns:
         A ``fastapi.FastAPI`` app; run it with uvicorn (see :class:`BackgroundServer`).
@@ -183,9 +165,11 @@ def serve(
         FileNotFoundError: If ``weights`` does not exist (checked now, not at start-up).
         ValueError: If ``mean``/``std`` do not have 3 values or a limit is not positive.
     """
+    import anyio
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
     from fastapi.responses import JSONResponse
+    from PIL import ImageFile
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     weights = Path(weights)
@@ -195,11 +179,16 @@ def serve(
         raise ValueError(f"mean and std need 3 values each (std > 0), got {list(mean)} and {list(std)}")
     if min(max_body_bytes, max_pixels, min_side, image_size) < 1:
         raise ValueError("max_body_bytes, max_pixels, min_side and image_size must be positive")
+    if max_concurrency is None:
+        max_concurrency = default_max_concurrency()
+    check_positive_int(max_concurrency, "max_concurrency")
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # once, at creation: Pillow's default, in case it was changed
     classes = list(classes)
     m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-    state: dict = {"model": None, "served": 0, "rejected": 0,
+    state: dict = {"model": None, "served": 0, "rejected": 0, "limiter": None,
                    "recent": collections.deque(maxlen=window)}
+    Prediction, Error, Health, Loading, Drift = _api_models()
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -216,6 +205,7 @@ def serve(
             app.state.startup_error = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
             raise
         state["model"] = model
+        state["limiter"] = anyio.CapacityLimiter(max_concurrency)  # created in the server's event loop
         yield
         state["model"] = None
 
@@ -234,7 +224,8 @@ def serve(
         with torch.inference_mode():
             return state["model"](x.unsqueeze(0))[0].float().softmax(0)
 
-    @app.get("/health")
+    @app.get("/health", response_model=Health,
+             responses={503: {"model": Loading, "description": "the model is still loading"}})
     async def health() -> JSONResponse:
         if state["model"] is None:
             return JSONResponse({"status": "loading"}, status_code=503)
@@ -242,7 +233,23 @@ def serve(
                              "classes": len(classes), "served": state["served"],
                              "rejected": state["rejected"], "max_body_bytes": max_body_bytes})
 
-    @app.post("/predict")
+    image_body = {"schema": {"type": "string", "format": "binary"}}
+
+    @app.post(
+        "/predict", response_model=Prediction, summary="Classify one image",
+        description="Send the image file's bytes as the request body, with its Content-Type.",
+        openapi_extra={"requestBody": {
+            "required": True,
+            "description": f"one image file, at most {max_body_bytes:,} bytes, "
+                           f"at most {max_pixels:,} pixels, at least {min_side}×{min_side}",
+            "content": {media: image_body for media in CONTENT_TYPES}}},
+        responses={
+            400: {"model": Error, "description": "empty body, not an image, or truncated pixel data"},
+            413: {"model": Error, "description": f"body over {max_body_bytes:,} bytes"},
+            415: {"model": Error, "description": f"Content-Type not one of {', '.join(CONTENT_TYPES)}"},
+            422: {"model": Error, "description": "too many pixels, too small, or an unusable mode "
+                                                 "(16-bit; with conversion off, anything but RGB)"},
+        })
     async def predict(request: Request) -> JSONResponse:
         media = _media_type(request.headers.get("content-type"))
         if media not in CONTENT_TYPES:
@@ -260,10 +267,11 @@ def serve(
         try:
             pixels, converted = await run_in_threadpool(
                 decode_image, b"".join(chunks), image_size=image_size, min_side=min_side,
-                max_pixels=max_pixels, convert_modes=convert_modes)
+                max_pixels=max_pixels, convert_modes=convert_modes, formats=_FORMATS)
         except BadImage as bad:
             return error(bad.status, bad.message)
-        probs = await run_in_threadpool(predict_pixels, pixels)
+        # At most max_concurrency forwards at once; the others wait here without holding a thread.
+        probs = await anyio.to_thread.run_sync(predict_pixels, pixels, limiter=state["limiter"])
         k = int(probs.argmax())
         state["served"] += 1
         state["recent"].append((pixels, k))
@@ -272,13 +280,18 @@ def serve(
                              "converted_from": converted})
 
     if monitor is not None:
-        @app.get("/drift")
+        def check(recent: list) -> object:
+            images = np.stack([p for p, _ in recent]).transpose(0, 3, 1, 2)
+            return monitor.check(images, [k for _, k in recent])
+
+        @app.get("/drift", response_model=Drift,
+                 responses={409: {"model": Error, "description": "fewer than 30 images served so far"}})
         async def drift() -> JSONResponse:
             recent = list(state["recent"])
             if len(recent) < 30:
                 return error(409, f"only {len(recent)} images served since start-up; the drift check needs 30")
-            images = np.stack([p for p, _ in recent]).transpose(0, 3, 1, 2)
-            report = monitor.check(images, [k for _, k in recent])
+            # Seconds of statistics: in a worker thread, so other requests are answered meanwhile.
+            report = await run_in_threadpool(check, recent)
             return JSONResponse({"n": report.n, "drift": report.drift, "alerts": list(report.alerts),
                                  "psi": report.psi, "class_psi": report.class_psi})
 
@@ -431,11 +444,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--threads", type=int, default=1, help="PyTorch intra-op threads")
     p.add_argument("--max-body-bytes", type=int, default=2_000_000)
+    p.add_argument("--max-concurrency", type=int, default=None,
+                   help="forward passes at once (default: CPU cores // --threads)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     app = serve(_import(args.model), args.weights, classes=args.classes.split(","),
                 mean=[float(v) for v in args.mean.split(",")], std=[float(v) for v in args.std.split(",")],
-                max_body_bytes=args.max_body_bytes)
+                max_body_bytes=args.max_body_bytes, max_concurrency=args.max_concurrency)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 
