@@ -1,6 +1,7 @@
 # Set-up and everyday commands. Each target creates the virtual environment first if needed.
 #   make book      build the book into _build/html/index.html
-#   make test      run the dlkit unit tests and re-run every chapter under nbval
+#   make test      run the dlkit unit tests and re-run every chapter under nbval; in three steps,
+#                  each a target of its own: test-unit, test-slow, test-chapters
 #   make execute   re-execute the chapters in place, refreshing their committed outputs
 #   make student   write student copies of the chapters, without solutions, to student/
 #   make benchmark run the CPU benchmarks in benchmarks/ (JSON lines)
@@ -13,7 +14,7 @@ export PATH := $(BIN):$(PATH)
 
 CHAPTERS := $(sort $(wildcard chapters/*.ipynb))
 
-.PHONY: book test execute student benchmark clean
+.PHONY: book test test-unit test-slow test-chapters execute student benchmark clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +26,19 @@ book: $(VENV)/.installed
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "The book is at _build/html/index.html"
 
-# Unit tests run on 2 processes; the chapters one at a time, because each kernel already uses
-# every core (two at once oversubscribe a 2-core machine and run several times slower).
-test: $(VENV)/.installed
-	$(BIN)/python -m pytest -n 2 --dist loadscope tests
+# Unit tests run on 2 processes, except those marked slow (they start processes of their own:
+# torchrun ranks, a server, notebook kernels, DataLoader or pool workers; see tests/conftest.py),
+# which run one at a time after them; the chapters run one at a time too, because each kernel
+# already uses every core (two at once oversubscribe a 2-core machine and run several times slower).
+test: test-unit test-slow test-chapters
+
+test-unit: $(VENV)/.installed
+	$(BIN)/python -m pytest -n 2 --dist loadscope -m "not slow" tests
+
+test-slow: $(VENV)/.installed
+	$(BIN)/python -m pytest -n 0 -m slow tests
+
+test-chapters: $(VENV)/.installed
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env \
 	    --nbval-sanitize-with tests/nbval_sanitize.cfg chapters
 

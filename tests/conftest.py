@@ -33,3 +33,41 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# --- Tests that start other processes ------------------------------------------------------------
+# They run in a step of their own (`make test`: `-m slow -n 0`), after the parallel step: each
+# starts processes of its own (torchrun ranks, a server, notebook kernels, DataLoader or pool
+# workers), which would oversubscribe a small machine next to the parallel workers. Listed here,
+# by file or by test, so the test files need no edit; a listed test that is not found is
+# reported, so a rename cannot quietly drop the mark.
+SLOW_FILES = {
+    "test_distributed.py",  # real 2-rank torchrun runs (gloo)
+    "test_deploy_serve.py",  # a real uvicorn server on 127.0.0.1
+}
+SLOW_TESTS = {
+    "test_checkpoint.py": {"test_killed_run_resumes_to_bit_identical_weights"},  # kills a subprocess
+    "test_shards.py": {"test_every_item_exactly_once_across_two_workers_and_two_ranks"},  # workers
+    "test_collect.py": {"test_parallel_collection_gives_the_same_manifest"},  # process pool
+    "test_book.py": {  # subprocesses running the tools, notebook kernels
+        "test_student_copies_remove_solutions_and_outputs",
+        "test_execute_tool_leaves_the_file_alone_when_a_cell_fails",
+        "test_execute_tool_writes_outputs",
+    },
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    seen: dict[str, set[str]] = {}
+    for item in items:
+        file = item.path.name
+        name = getattr(item, "originalname", None) or item.name.split("[")[0]
+        seen.setdefault(file, set()).add(name)
+        if file in SLOW_FILES or name in SLOW_TESTS.get(file, ()):
+            item.add_marker(pytest.mark.slow)
+    for file, names in SLOW_TESTS.items():
+        missing = names - seen.get(file, names)  # only files that were collected
+        if missing:
+            config.issue_config_time_warning(
+                pytest.PytestWarning(f"conftest SLOW_TESTS lists tests that {file} no longer has: "
+                                     f"{sorted(missing)}"), stacklevel=2)
