@@ -17,6 +17,9 @@ from pathlib import Path
 
 import nbformat
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # dlkit from this checkout
+from dlkit._util import atomic_write  # noqa: E402
+
 
 def is_solution(cell: nbformat.NotebookNode) -> bool:
     """True for the folded solution cells of the exercises."""
@@ -52,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         nb = nbformat.read(path, as_version=4)
         copy, removed = student_copy(nb)
         target = args.out / path.name
-        nbformat.write(copy, target)
+        with atomic_write(target, "w") as f:  # never a half-written copy, even with --out chapters
+            nbformat.write(copy, f)
         print(f"{target}: {removed} solution cell(s) removed")
     return 0
 
