@@ -16,7 +16,7 @@ import torch
 from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
-    from dlkit.train import History
+    from dlkit.train.history import History
 
 __all__ = ["show_images", "plot_history", "plot_confusion_matrix", "plot_filters",
            "plot_feature_maps"]

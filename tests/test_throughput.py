@@ -63,10 +63,35 @@ def test_profile_steps_reports_every_phase():
 
 
 def test_measure_trains_the_timed_steps():
+    batches = []
+
+    class Counting(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = _tiny_net()
+
+        def forward(self, x):
+            batches.append(x.shape[0])
+            return self.net(x)
+
+    built = []
+
+    def make():
+        built.append(Counting())
+        return built[-1]
+
     X, y = torch.randn(64, 3, 8, 8), torch.randint(0, 3, (64,))
-    result = measure(_tiny_net, make_loader(X, y, 16), steps=3, warmup=1, device="cpu")
-    assert result["images_per_s"] > 0 and result["seconds"] > 0
+    start = [p.detach().clone() for p in _tiny_net().parameters()]
+    result = measure(make, make_loader(X, y, 16), steps=3, warmup=1, device="cpu")
+    assert len(built) == 1  # one model for the warm-up and the timed pass
+    assert batches == [16] * 4  # 1 warm-up batch, then exactly the 3 timed ones
+    # images/s is the timed examples over the timed seconds (which also hold the epoch's
+    # bookkeeping, hence the tolerance).
+    assert result["images_per_s"] == pytest.approx(3 * 16 / result["seconds"], rel=0.5)
+    assert result["warmup_seconds"] > 0
     assert math.isnan(result["peak_memory_mb"])  # CUDA only
+    trained = list(built[0].net.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(trained, start))  # the weights moved
 
 
 def test_saved_activation_bytes_matches_a_hand_count_and_halves_in_bf16():
