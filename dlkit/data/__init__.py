@@ -53,6 +53,7 @@ from dlkit.data.files import CIFAR10_CLASSES, FASHION_MNIST_CLASSES, _read_idx
 from dlkit.data.imageset import SPLITS, ImageSet, Index, PathLike, canonical_order
 from dlkit.data.loaders import make_loader, to_tensors
 from dlkit.data.registry import DATASETS, Dataset, load, names, register
+# SYSTEM_DATA_DIR is read where it lives: to redirect it (tests), patch dlkit.data.sources.
 from dlkit.data.sources import (
     DIGITS_CLASSES,
     DOWNLOAD_SOCKET_TIMEOUT,

@@ -1,7 +1,7 @@
 """Where image sets come from: the folders searched, the download, and scikit-learn's digits.
 
 :func:`data_dirs` gives the lookup order (``root``, ``$DLKIT_DATA_DIR``, the user cache and,
-for Fashion-MNIST, Debian's ``/usr/share/datasets``); :func:`load_files` finds the first
+for Fashion-MNIST, Debian's ``/usr/share/datasets``); ``_load_files`` finds the first
 readable form there (see :mod:`dlkit.data.files`) or downloads through torchvision, and when
 neither works raises a ``FileNotFoundError`` that names every place looked. Used in chapter 00
 (where the data comes from) and chapter 02 (data collection).
