@@ -123,7 +123,7 @@ def test_the_cycle_finder_finds_a_cycle():
 def test_the_graph_sees_the_imports_it_should():
     graph = import_graph()
     assert "dlkit.train.history" in graph["dlkit.train.loop"]
-    assert "dlkit.checkpoint" in graph["dlkit.train.callbacks"]
+    assert "dlkit.checkpoint" in graph["dlkit.train.tracking"]
     assert "dlkit.train" in graph["dlkit.train.cv"] or "dlkit.train.loop" in graph["dlkit.train.cv"]
 
 

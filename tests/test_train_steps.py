@@ -198,9 +198,9 @@ def test_dp_sgd_through_opacus_trains_and_spends_privacy():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     loader = DataLoader(TensorDataset(X, y), batch_size=64, shuffle=True,
                         generator=torch.Generator().manual_seed(0))
-    engine = opacus.PrivacyEngine(accountant="rdp")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Opacus warns about secure_mode and sampling
+        engine = opacus.PrivacyEngine(accountant="rdp")
         model, optimizer, loader = engine.make_private(
             module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=1.0,
             max_grad_norm=1.0, noise_generator=torch.Generator().manual_seed(0))

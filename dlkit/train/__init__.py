@@ -11,20 +11,21 @@ Modules, bottom to top:
 - :mod:`dlkit.train.history`: :class:`History` (no torch, no loop: plots import it).
 - :mod:`dlkit.train.precision`: :func:`autocast_dtype` and the compile fallback.
 - :mod:`dlkit.train.inference`: :func:`evaluate`, :func:`predict`.
-- :mod:`dlkit.train.callbacks`: the events and one callback per option.
+- :mod:`dlkit.train.callbacks`: the events, and the callbacks that shape training.
+- :mod:`dlkit.train.tracking`: early stopping, checkpoints, TensorBoard.
 - :mod:`dlkit.train.loop`: :func:`fit`, the :class:`Loop`, replaceable training steps.
 - :mod:`dlkit.train.cv`: :func:`cross_validate`.
 """
 
-from dlkit.train.callbacks import (EVENTS, BatchTransform, Callback, ChannelsLast, Checkpoint,
-                                   Compile, EarlyStopping, GradientAccumulation,
-                                   GradientClipping, MixedPrecision, ProgressBar, TensorBoard,
-                                   Throughput)
+from dlkit.train.callbacks import (EVENTS, BatchTransform, Callback, ChannelsLast, Compile,
+                                   GradientAccumulation, GradientClipping, MixedPrecision,
+                                   ProgressBar, Throughput)
 from dlkit.train.cv import CVResult, cross_validate
 from dlkit.train.history import History
 from dlkit.train.inference import Prediction, evaluate, predict
 from dlkit.train.loop import Loop, StepOutput, TrainStep, fit, supervised_step
 from dlkit.train.precision import autocast_dtype
+from dlkit.train.tracking import Checkpoint, EarlyStopping, TensorBoard
 
 __all__ = ["History", "Prediction", "EarlyStopping", "fit", "evaluate", "predict",
            "autocast_dtype", "cross_validate", "CVResult", "Loop", "StepOutput", "TrainStep",

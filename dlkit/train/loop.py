@@ -28,12 +28,13 @@ import torch
 from torch import nn
 
 from dlkit.train.callbacks import (EVENTS, BatchFn, BatchTransform, Callback, ChannelsLast,
-                                   Checkpoint, Compile, EarlyStopping, GradientAccumulation,
-                                   MixedPrecision, ProgressBar, TensorBoard, implements)
+                                   Compile, GradientAccumulation, MixedPrecision, ProgressBar,
+                                   implements)
 from dlkit.train.history import History
 from dlkit.train.inference import (as_device, check_outputs, class_targets, evaluate,
                                    split_batch)
 from dlkit.train.precision import autocast
+from dlkit.train.tracking import Checkpoint, EarlyStopping, TensorBoard
 
 __all__ = ["fit", "Loop", "StepOutput", "TrainStep", "supervised_step"]
 
@@ -269,6 +270,7 @@ class Loop:
         if self.group_n:  # a loader without len() can end inside an accumulation group
             self.last_batch = True
             self.optimizer_step()
+        self.optimizer.zero_grad(set_to_none=True)  # free the gradients before validating
         if n == 0:
             raise ValueError("train_loader yielded no examples")
         return n, loss_sum, correct if scored else None, terms
