@@ -134,3 +134,14 @@ def test_amount_is_checked():
     for bad in (1.0, -0.1, True, "0.5"):
         with pytest.raises(ValueError, match="amount"):
             prune_unstructured(net_with_bn(), bad)
+
+
+def test_to_sequential_restores_each_submodules_mode():
+    from dlkit.deploy.prune import to_sequential
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten())
+    model.train()
+    model[1].eval()  # frozen statistics while the rest trains
+    before = [m.training for m in model.modules()]
+    to_sequential(model, torch.randn(2, 3, 8, 8))
+    assert [m.training for m in model.modules()] == before

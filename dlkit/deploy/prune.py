@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from dlkit._util import eval_mode
+
 __all__ = [
     "freeze",
     "make_permanent",
@@ -184,15 +186,11 @@ def to_sequential(model: nn.Module, example: torch.Tensor) -> nn.Sequential:
         raise ValueError("call make_permanent(model) first: pruning masks are still attached")
     layers = [copy.deepcopy(leaf) for child in model.children() for leaf in _flat(child)]
     seq = nn.Sequential(*layers).eval()
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             same = torch.allclose(seq(example), model(example), atol=1e-5)
     except Exception as err:
         raise ValueError(f"{type(model).__name__}'s children cannot be chained in order: {err}") from err
-    finally:
-        model.train(was_training)
     if not same:
         raise ValueError(f"{type(model).__name__}'s forward is not its children applied in order "
                          "(residual connections or functional ops?); filters cannot be removed this way")
