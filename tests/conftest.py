@@ -49,6 +49,10 @@ SLOW_TESTS = {
     "test_checkpoint.py": {"test_killed_run_resumes_to_bit_identical_weights"},  # kills a subprocess
     "test_shards.py": {"test_every_item_exactly_once_across_two_workers_and_two_ranks"},  # workers
     "test_collect.py": {"test_parallel_collection_gives_the_same_manifest"},  # process pool
+    "test_imports_graph.py": {  # fresh interpreters, to see what an import pulls in
+        "test_metrics_and_plot_do_not_import_the_training_loop",
+        "test_metrics_still_serves_cross_validate_lazily",
+    },
     "test_book.py": {  # subprocesses running the tools, notebook kernels
         "test_student_copies_remove_solutions_and_outputs",
         "test_execute_tool_leaves_the_file_alone_when_a_cell_fails",
