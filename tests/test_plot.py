@@ -11,7 +11,7 @@ import torch
 from matplotlib.figure import Figure
 
 from dlkit.plot import plot_confusion_matrix, plot_history, show_images
-from dlkit.train import History
+from dlkit.train.history import History  # the record alone, without the loop
 
 
 def _images(n: int = 5, c: int = 3, hw: int = 6, seed: int = 0) -> torch.Tensor:
