@@ -105,7 +105,7 @@ def main() -> None:
         "target_ratio_max": 1.05,
         "plain_loop_runs_s": [round(t, 3) for t in plain],
         "fit_runs_s": [round(t, 3) for t in dlkit_fit],
-    }, indent=2))
+    }))
 
 
 if __name__ == "__main__":
