@@ -30,6 +30,7 @@ from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from dlkit import augment
+from dlkit._util import eval_mode
 
 __all__ = [
     "ArticleCNN",
@@ -310,13 +311,8 @@ def count_flops(model: nn.Module, input_shape: Sequence[int] = (3, 32, 32)) -> i
     first = next(model.parameters(), None)
     device = first.device if first is not None else torch.device("cpu")
     dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch.zeros(shape, device=device, dtype=dtype))
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(shape, device=device, dtype=dtype))
     return int(counter.get_total_flops())
 
 
@@ -340,15 +336,12 @@ def feature_maps(model: nn.Module, x: torch.Tensor,
     hooks = [module.register_forward_hook(
         lambda _m, _inp, out, name=name: maps.__setitem__(name, out.detach().cpu()))
         for name, module in model.named_modules() if isinstance(module, kinds)]
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(x)
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
     return maps
 
 

@@ -296,3 +296,16 @@ def test_plot_filters_and_feature_maps_draw_one_panel_per_item():
         plot.plot_filters(torch.randn(3, 3, 3))
     with pytest.raises(ValueError, match="empty"):
         plot.plot_feature_maps({})
+
+
+def test_flops_and_feature_maps_restore_each_submodules_mode():
+    # A partly frozen model (a submodule in eval mode on purpose) must come back exactly so.
+    from dlkit.models import count_flops, feature_maps
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten())
+    net.train()
+    net[1].eval()
+    before = [m.training for m in net.modules()]
+    count_flops(net, (3, 8, 8))
+    feature_maps(net, torch.zeros(1, 3, 8, 8))
+    assert [m.training for m in net.modules()] == before

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from dlkit._util import eval_mode
 from dlkit.exercises.feedback import Feedback, _right, _wrong
 
 __all__ = [
@@ -143,9 +144,7 @@ def check_model(
     convs = sum(isinstance(m, nn.Conv2d) for m in net.modules())
     if convs < min_conv_layers:
         return _wrong(f"the network has {convs} Conv2d layer(s); the exercise asks for {min_conv_layers}.")
-    was_training = net.training
-    net.eval()
-    try:
+    with eval_mode(net):
         for batch in (2, 3):
             x = torch.randn(batch, *image_shape)
             try:
@@ -166,8 +165,6 @@ def check_model(
                               f"expected ({batch}, {num_classes}).", hint)
             if not torch.isfinite(out).all():
                 return _wrong("the outputs contain nan or inf.")
-    finally:
-        net.train(was_training)
     params = sum(p.numel() for p in net.parameters())
     return _right(f"{convs} conv layer(s), {params:,} parameters, outputs ({batch}, {num_classes}).")
 
