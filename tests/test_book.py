@@ -289,3 +289,16 @@ def test_page_scan_flags_stderr_banners_and_progress_bars():
 def test_committed_outputs_are_clean(path: Path):
     problems = page_problems(nbformat.read(path, as_version=4))
     assert not problems, f"{path.name}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_glued_numbers_can_be_formatted(path: Path):
+    # myst-nb formats {glue:text}`name:.2f` by parsing the stored text/plain as a number; a numpy
+    # scalar is stored as "np.float64(...)", which it cannot parse (the book then shows nothing).
+    nb = nbformat.read(path, as_version=4)
+    bad = [o["data"]["application/papermill.record/text/plain"]
+           for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+           if o.get("output_type") == "display_data"
+           and str(o.get("data", {}).get("application/papermill.record/text/plain", ""))
+           .startswith("np.")]
+    assert not bad, f"{path.name}: glue a Python number (float(x), int(x)), not {bad}"
