@@ -210,3 +210,117 @@ def test_dp_sgd_through_opacus_trains_and_spends_privacy():
     epsilon = engine.get_epsilon(delta=1e-5)
     assert 0 < epsilon < 50
     assert h.train_acc[-1] > 0.9, h.train_acc  # separable blobs, learned despite the noise
+
+
+# --------------------------------------------------------------------------- #
+# Custom validation: models whose quality is not an argmax accuracy
+# --------------------------------------------------------------------------- #
+def _regression_loaders(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(512, 3, generator=g)
+    y = X @ torch.tensor([1.5, -2.0, 0.5]) + 0.1 * torch.randn(512, generator=g)
+    train = DataLoader(TensorDataset(X[:384], y[:384]), batch_size=32, shuffle=False)
+    val = DataLoader(TensorDataset(X[384:], y[384:]), batch_size=50)
+    return train, val
+
+
+class Squeeze(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear, self.dropout = nn.Linear(3, 1), nn.Dropout(0.5)
+
+    def forward(self, x):
+        return self.linear(self.dropout(x)).squeeze(1)
+
+
+def _rmse_validation(seen: list):
+    def validate(model, loader, device):
+        seen.append((model.training, model.dropout.training, torch.is_grad_enabled(), device))
+        sq, n = 0.0, 0
+        for X, y in loader:
+            sq += ((model(X.to(device)) - y.to(device)) ** 2).sum().item()
+            n += len(y)
+        return {"loss": sq / n, "rmse": math.sqrt(sq / n)}
+    return validate
+
+
+def _mse_of(model, loader) -> float:
+    model.eval()
+    with torch.no_grad():
+        return torch.cat([(model(X) - y) ** 2 for X, y in loader]).mean().item()
+
+
+def test_validate_replaces_the_classifier_evaluation_and_logs_its_extra_entries():
+    torch.manual_seed(0)
+    train, val = _regression_loaders()
+    model, seen = Squeeze(), []
+    h = fit(model, train, val, epochs=4, lr=0.05, loss_fn=nn.MSELoss(),
+            validate=_rmse_validation(seen), **_quiet())
+    assert len(seen) == 4
+    # Called in eval mode (dropout off), without gradients, on fit's device.
+    assert all(s == (False, False, False, torch.device("cpu")) for s in seen), seen
+    assert model.training  # ... and the training mode is back afterwards
+    assert all(math.isnan(a) for a in h.val_acc)
+    assert h.val_loss[-1] == pytest.approx(_mse_of(model, val), rel=1e-6)
+    assert h.metrics["val/rmse"] == pytest.approx([math.sqrt(v) for v in h.val_loss], rel=1e-12)
+    assert h.val_loss[-1] < 0.5 * h.val_loss[0], h.val_loss
+
+
+def test_validate_restores_each_submodules_mode_afterwards():
+    from dlkit.train import Callback
+
+    class FreezeDropout(Callback):  # a partly frozen model: dropout off while training
+        def __init__(self) -> None:
+            self.after = []
+
+        def before_epoch(self, loop):
+            loop.model.train()
+            loop.model.dropout.eval()
+
+        def after_validation(self, loop):
+            self.after.append((loop.model.training, loop.model.dropout.training))
+
+    train, val = _regression_loaders()
+    model, seen, freeze = Squeeze(), [], FreezeDropout()
+    fit(model, train, val, epochs=2, loss_fn=nn.MSELoss(), validate=_rmse_validation(seen),
+        callbacks=[freeze], **_quiet())
+    assert seen[0][:2] == (False, False)  # everything in eval mode during validation
+    assert freeze.after == [(True, False), (True, False)]  # the partial freeze is back
+
+
+def test_early_stopping_watches_the_custom_validation_loss():
+    torch.manual_seed(0)
+    train, val = _regression_loaders()
+    calls = []
+
+    def worsening(model, loader, device):  # a validation loss that only rises
+        calls.append(1)
+        return {"loss": float(len(calls))}
+
+    h = fit(Squeeze(), train, val, epochs=10, loss_fn=nn.MSELoss(), validate=worsening,
+            early_stopping=2, **_quiet())
+    assert len(h) == 3 and h.val_loss == [1.0, 2.0, 3.0]
+
+
+def test_a_validation_without_a_loss_is_refused_with_the_contract():
+    train, val = _regression_loaders()
+    with pytest.raises(ValueError, match="'loss' entry"):
+        fit(Squeeze(), train, val, epochs=1, loss_fn=nn.MSELoss(),
+            validate=lambda m, loader, d: {"rmse": 1.0}, **_quiet())
+    with pytest.raises(TypeError, match="validate must be a function"):
+        fit(Squeeze(), train, val, epochs=1, loss_fn=nn.MSELoss(), validate="rmse", **_quiet())
+
+
+def test_custom_validation_reaches_tensorboard_and_the_printed_summary(tmp_path, capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    torch.manual_seed(0)
+    train, val = _regression_loaders()
+    fit(Squeeze(), train, val, epochs=2, loss_fn=nn.MSELoss(), validate=_rmse_validation([]),
+        device="cpu", progress=False, verbose=True, log_dir=tmp_path)
+    out = capsys.readouterr().out
+    assert "val loss" in out and "nan" not in out, out
+    events = EventAccumulator(str(tmp_path)).Reload()
+    tags = events.Tags()["scalars"]
+    assert "loss/val" in tags and "val/rmse" in tags and "accuracy/val" not in tags, tags
+    assert len(events.Scalars("val/rmse")) == 2

@@ -261,9 +261,15 @@ class ProgressBar(Callback):
 
     def after_epoch(self, loop: Loop) -> None:
         h = loop.history
-        self.bar.set_postfix(loss=f"{h.train_loss[-1]:.3f}", val_acc=f"{h.val_acc[-1]:.1%}")
+        postfix = {"loss": f"{h.train_loss[-1]:.3f}"}
+        if not math.isnan(h.val_acc[-1]):
+            postfix["val_acc"] = f"{h.val_acc[-1]:.1%}"
+        elif not math.isnan(h.val_loss[-1]):
+            postfix["val_loss"] = f"{h.val_loss[-1]:.3f}"
+        self.bar.set_postfix(postfix)
         if self.summary:
-            val_text = (f"  val loss {h.val_loss[-1]:.4f} acc {h.val_acc[-1]:6.2%}"
+            val_acc = "" if math.isnan(h.val_acc[-1]) else f" acc {h.val_acc[-1]:6.2%}"
+            val_text = (f"  val loss {h.val_loss[-1]:.4f}{val_acc}"
                         if loop.val_loader is not None else "")
             acc = "" if math.isnan(h.train_acc[-1]) else f" acc {h.train_acc[-1]:6.2%}"
             self.bar.write(f"epoch {loop.epoch}/{loop.epochs}  train loss {h.train_loss[-1]:.4f}"

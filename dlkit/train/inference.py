@@ -55,8 +55,13 @@ def class_targets(y: torch.Tensor) -> torch.Tensor:
 
 
 def check_outputs(out: torch.Tensor, y: torch.Tensor) -> None:
-    """Raise a ``ValueError`` that explains the usual cause if ``out`` is not N×K for ``y``."""
-    if out.ndim != 2 or out.shape[0] != y.shape[0]:
+    """Raise a ``ValueError`` that explains the usual cause if ``out`` does not fit ``y``.
+
+    Class targets (integers, or N×K soft labels) need N×K scores; real-valued targets of one
+    dimension (a regression, a rating) need outputs with the same first dimension.
+    """
+    regression = y.is_floating_point() and y.ndim == 1
+    if out.ndim == 0 or out.shape[0] != y.shape[0] or (not regression and out.ndim != 2):
         raise ValueError(
             f"the model returned outputs of shape {tuple(out.shape)} for a batch of {y.shape[0]} "
             f"examples; expected ({y.shape[0]}, num_classes). A first dimension that differs from "

@@ -21,12 +21,13 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
+from dlkit._util import eval_mode
 from dlkit.train.callbacks import (EVENTS, BatchFn, BatchTransform, Callback, ChannelsLast,
                                    Compile, GradientAccumulation, MixedPrecision, ProgressBar,
                                    implements)
@@ -55,6 +56,9 @@ class StepOutput(NamedTuple):
 
 
 StepFn = Callable[["Loop", Any, Any], Any]
+#: Validates a model that is not a plain classifier: ``validate(model, val_loader, device)``
+#: returns a dict with a ``"loss"`` entry (and optionally ``"accuracy"``); see :func:`fit`.
+ValidateFn = Callable[[nn.Module, Iterable, torch.device], "dict[str, float]"]
 
 
 class TrainStep(Callback):
@@ -70,7 +74,11 @@ class TrainStep(Callback):
 
 
 def supervised_step(loop: Loop, X: torch.Tensor, y: torch.Tensor | None) -> StepOutput:
-    """The default step: one optimisation step of a classifier on the batch ``(X, y)``."""
+    """The default step: one optimisation step on the batch ``(X, y)``.
+
+    A classifier's N×K scores also give the training accuracy; a model with one output per
+    example (a regression with ``loss_fn=nn.MSELoss()``) trains the same way, without it.
+    """
     if y is None:
         raise TypeError("fit needs (X, y) batches, got X alone")
     # 1. Forward pass (in reduced precision where autocast allows it).
@@ -86,7 +94,8 @@ def supervised_step(loop: Loop, X: torch.Tensor, y: torch.Tensor | None) -> Step
     loop.backward(loss)
     # 5. Update the weights (and the learning rate, for per-step schedules).
     loop.optimizer_step()
-    return StepOutput(loss, out)
+    # Class scores (N×K) give a training accuracy; a regression's outputs do not.
+    return StepOutput(loss, out if out.ndim == 2 else None)
 
 
 class Loop:
@@ -105,8 +114,9 @@ class Loop:
     def __init__(self, model: nn.Module, train_loader: Iterable, val_loader: Iterable | None,
                  *, epochs: int, optimizer: torch.optim.Optimizer, loss_fn: Callable[..., Any],
                  device: torch.device, scheduler: Any, callbacks: Sequence[Callback],
-                 step: StepFn, verbose: bool) -> None:
+                 step: StepFn, verbose: bool, validate: ValidateFn | None = None) -> None:
         self.model, self.forward = model, model
+        self.validate = validate
         self.train_loader, self.val_loader = train_loader, val_loader
         self.epochs, self.optimizer, self.loss_fn = epochs, optimizer, loss_fn
         self.device, self.scheduler, self.step, self.verbose = device, scheduler, step, verbose
@@ -216,8 +226,8 @@ class Loop:
         try:
             self.emit("before_fit")
             for self.epoch in range(self.first_epoch, self.epochs + 1):
+                self.model.train()  # before the event, so a callback may freeze parts of it
                 self.emit("before_epoch")
-                self.model.train()
                 start = time.perf_counter()
                 n, loss_sum, correct, terms = self._train_epoch()
                 train_time = time.perf_counter() - start
@@ -283,7 +293,9 @@ class Loop:
                 f"the training loss became nan in epoch {self.epoch}: lower the learning rate")
         for name, total in terms.items():
             self._pending[f"train/{name}"] = total.item() / n
-        if self.val_loader is not None:
+        if self.val_loader is not None and self.validate is not None:
+            self.val = self._custom_validation()
+        elif self.val_loader is not None:
             self.val = evaluate(self.model, self.val_loader, loss_fn=self.loss_fn,
                                 device=self.device)
         else:
@@ -302,6 +314,22 @@ class Loop:
         h.time.append(time.perf_counter() - start)
         h.images_per_s.append(n / train_time)
         self.emit("after_epoch")
+
+
+    def _custom_validation(self) -> dict[str, float]:
+        # The model is in eval mode without gradients, as in evaluate(); each submodule's own
+        # mode is restored afterwards (a partly frozen model stays partly frozen).
+        with eval_mode(self.model), torch.no_grad():
+            result = self.validate(self.model, self.val_loader, self.device)
+        if not isinstance(result, Mapping) or "loss" not in result:
+            raise ValueError(
+                "validate(model, val_loader, device) must return a dict with a 'loss' entry "
+                f"(the number early stopping and checkpoints watch), got {result!r}")
+        val = {"loss": float(result["loss"]), "accuracy": float(result.get("accuracy", math.nan))}
+        for name, value in result.items():
+            if name not in val:
+                self._pending[f"val/{name}"] = float(value)
+        return val
 
 
 def _set_epoch(loader: Iterable, epoch: int) -> None:
@@ -348,6 +376,7 @@ def fit(
     class_names: Sequence[str] | None = None,
     callbacks: Sequence[Callback] = (),
     step: StepFn | None = None,
+    validate: ValidateFn | None = None,
 ) -> History:
     """Train ``model`` for ``epochs`` epochs and return the per-epoch :class:`History`.
 
@@ -392,6 +421,11 @@ def fit(
         step: Replaces the training step: ``step(loop, X, y)`` (or a :class:`TrainStep`)
             returning the loss, a dict of named loss terms, or a :class:`StepOutput`; see the
             module docstring. Default :func:`supervised_step`.
+        validate: Replaces the classifier validation for other models (a language model's
+            loss per token, a recommender's RMSE): ``validate(model, val_loader, device)``
+            returns a dict with ``"loss"`` (recorded as ``val_loss``; what early stopping and
+            checkpoints watch), optionally ``"accuracy"``, and any other entries, each recorded
+            as ``History.metrics["val/NAME"]``. It runs in eval mode without gradients.
 
     Returns:
         The :class:`History` of the run.
@@ -406,6 +440,9 @@ def fit(
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    if validate is not None and not callable(validate):
+        raise TypeError(f"validate must be a function (model, val_loader, device) -> dict, "
+                        f"got {type(validate).__name__}")
     cbs: list[Callback] = []
     if precision != "fp32":
         cbs.append(MixedPrecision(precision))
@@ -438,7 +475,8 @@ def fit(
     loop = Loop(model, train_loader, val_loader, epochs=epochs, optimizer=optimizer,
                 loss_fn=loss_fn if loss_fn is not None else nn.CrossEntropyLoss(),
                 device=device, scheduler=scheduler, callbacks=cbs,
-                step=step if step is not None else supervised_step, verbose=verbose)
+                step=step if step is not None else supervised_step, verbose=verbose,
+                validate=validate)
     if loop.steps_per_epoch == 0:
         raise ValueError("train_loader is empty: no batches to train on")
     return loop.run()

@@ -250,6 +250,7 @@ class TensorBoard(Callback):
             w.add_scalar("accuracy/train", h.train_acc[-1], epoch)
         if not math.isnan(h.val_loss[-1]):
             w.add_scalar("loss/val", h.val_loss[-1], epoch)
+        if not math.isnan(h.val_acc[-1]):
             w.add_scalar("accuracy/val", h.val_acc[-1], epoch)
         w.add_scalar("lr", h.lr[-1], epoch)
         for name, column in h.metrics.items():
@@ -284,7 +285,12 @@ class TensorBoard(Callback):
         metrics: dict[str, float] = {}
         if len(h) and not math.isnan(h.train_acc[-1]):
             metrics["hparam/train_accuracy"] = h.train_acc[-1]
-        if loop.val_loader is not None:
+        if loop.val_loader is not None and loop.validate is not None:
+            # A custom validation (not a classifier): its last result, no confusion matrix.
+            metrics["hparam/val_loss"] = loop.val["loss"]
+            if not math.isnan(loop.val["accuracy"]):
+                metrics["hparam/val_accuracy"] = loop.val["accuracy"]
+        elif loop.val_loader is not None:
             result, pred, true, k = evaluate_with_predictions(
                 loop.model, loop.val_loader, loss_fn=loop.loss_fn, device=loop.device)
             metrics["hparam/val_loss"] = result["loss"]
