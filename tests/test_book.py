@@ -56,6 +56,9 @@ def test_chapter_conventions(path: Path):
         errors = [o for o in c.outputs if o.output_type == "error"]
         if errors:
             assert "raises-exception" in c.metadata.get("tags", []), c.source[:80]
+        if "raises-exception" in c.metadata.get("tags", []):
+            # A cell that fails on purpose shows its error and lets Colab's Run all go on.
+            assert "with expect_error(" in c.source, f"use dlkit.notebook.expect_error: {c.source[:80]}"
     assert sum("NBVAL_CHECK_OUTPUT" in c.source for c in code) >= 2
     # Exercises: every check is followed by a folded solution.
     solutions = [c for c in code if c.source.startswith("# Solution")]
