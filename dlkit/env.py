@@ -200,3 +200,9 @@ def describe(device: torch.device | None = None) -> str:
     else:
         hw = f"{dev.type} ({torch.get_num_threads()} threads)"
     return f"{hw}, torch {torch.__version__}, Python {platform.python_version()}, {platform.system()}"
+
+
+if __name__ == "__main__":  # python -m dlkit.env: the environment report (dlkit.sysinfo)
+    from dlkit.sysinfo import main
+
+    raise SystemExit(main())

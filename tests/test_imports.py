@@ -7,7 +7,6 @@ deep inside a chapter with an AttributeError.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import pkgutil
 import re
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from packaging.requirements import Requirement
 
 import dlkit
+from dlkit.sysinfo import installed_version, unmet_floor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,24 +40,6 @@ def _dependencies() -> list[str]:
     return tomllib.loads(text)["project"]["dependencies"]
 
 
-def unmet_floor(requirement: str, installed: str | None) -> str | None:
-    """A message saying why ``installed`` does not satisfy ``requirement``, or ``None`` if it does."""
-    req = Requirement(requirement)
-    if installed is None:
-        return f"{req.name} is not installed; dlkit needs {req} (pyproject.toml)"
-    if not req.specifier.contains(installed, prereleases=True):
-        return (f"{req.name} {installed} is installed, but dlkit needs {req} (pyproject.toml): "
-                f"upgrade it, e.g. pip install '{req}'")
-    return None
-
-
-def _installed(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def test_the_walk_finds_the_subpackages():
     found = _modules()
     for name in ("dlkit.data", "dlkit.data.registry", "dlkit.deploy.export", "dlkit.scratch.layers",
@@ -77,7 +59,7 @@ def test_pyproject_floors_are_read():
 
 @pytest.mark.parametrize("requirement", _dependencies())
 def test_installed_version_meets_the_floor(requirement: str):
-    message = unmet_floor(requirement, _installed(Requirement(requirement).name))
+    message = unmet_floor(requirement, installed_version(Requirement(requirement).name))
     assert message is None, message
 
 
