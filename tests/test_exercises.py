@@ -266,7 +266,7 @@ def test_accuracy_fn_tensor():
 def test_accuracy_fn_wrong_dim():
     fb = check_accuracy_fn(lambda logits, y: (logits.argmax(dim=0) == y).float().mean().item())
     assert not fb
-    assert "argmax(dim=1)" in fb.hint
+    assert "largest score" in fb.hint
 
 
 def test_accuracy_fn_wrong_value():
@@ -356,7 +356,7 @@ def _onehot(y, k):
         (lambda z, y: (torch.softmax(z, 1) - _onehot(y, z.shape[1])) / len(y), True, "stable"),
         (lambda z, y: torch.softmax(z, 1) - _onehot(y, z.shape[1]), False, "summed loss"),
         (lambda z, y: (_onehot(y, z.shape[1]) - torch.softmax(z, 1)) / len(y), False, "sign"),
-        (lambda z, y: torch.softmax(z, 1) / len(y), False, "one-hot"),
+        (lambda z, y: torch.softmax(z, 1) / len(y), False, "term of the true class"),
         (lambda z, y: (z.exp() / z.exp().sum(1, keepdim=True) - _onehot(y, z.shape[1])) / len(y),
          False, "nan or inf"),
     ],
@@ -377,7 +377,7 @@ def _adam(p, g, m, v, t, lr, b1, b2, eps, correct=True, square=True):
 def test_check_adam_step_right_and_wrong():
     assert check_adam_step(_adam)
     fb = check_adam_step(lambda *a: _adam(*a, correct=False))
-    assert not fb and "without bias correction" in fb.message and "1 − beta1**t" in fb.hint
+    assert not fb and "without bias correction" in fb.message and "start at zero" in fb.hint
     fb = check_adam_step(lambda *a: _adam(*a, square=False))
     assert not fb and "second moment" in fb.message
     fb = check_adam_step(lambda p, g, m, v, t, lr, b1, b2, eps: p)

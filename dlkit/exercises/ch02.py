@@ -87,7 +87,8 @@ def check_hamming_distance(fn: Callable[[int, int], object]) -> Feedback:
     cases = [(0, 0), (0, 2**64 - 1), (0b1011, 0b0110), (2**63, 1)]
     cases += [(int(a), int(b)) for a, b in rng.integers(0, 2**63, (6, 2), dtype=np.uint64)]
     for a, b in cases:
-        truth = bin(a ^ b).count("1")
+        # The definition, position by position (the exercise asks for a faster way).
+        truth = sum(x != y for x, y in zip(format(a, "064b"), format(b, "064b")))
         try:
             got = fn(a, b)
         except Exception as err:  # noqa: BLE001 (the learner's code may raise anything)
@@ -95,7 +96,8 @@ def check_hamming_distance(fn: Callable[[int, int], object]) -> Feedback:
         if isinstance(got, bool) or not isinstance(got, numbers.Integral):
             return _wrong(f"fn({a}, {b}) returned {got!r}, expected an int.")
         if got != truth:
-            hint = ("XOR the hashes, then count the 1 bits: bin(a ^ b).count('1')."
+            hint = ("which bitwise operation marks exactly the positions where two numbers differ? "
+                    "Then count those positions."
                     if got != abs(a - b) else "that is the numeric difference, not the number of differing bits.")
             return _wrong(f"fn({a:#x}, {b:#x}) = {got}, expected {truth}.", hint)
     return _right("it counts differing bits correctly, including the highest bit.")
@@ -132,12 +134,13 @@ def check_shard_split(fn: Callable[[int, int, int, int, int], Iterable[int]]) ->
         twice = sorted(k for k, c in seen.items() if c > 1)
         if twice:
             return _wrong(f"{where} shards {twice[:5]} are read more than once.",
-                          "number the readers globally: reader = rank * num_workers + worker.")
+                          "two readers on different ranks behave alike: every (rank, worker) pair is "
+                          "a reader of its own and needs a number no other reader has.")
         missed = sorted(set(range(num_shards)) - set(seen))
         if missed:
             return _wrong(f"{where} shards {missed[:5]} are never read.",
-                          "the step between a reader's shards is the number of readers, world_size * num_workers.")
+                          "count all the readers, on every rank: each shard must belong to one of them.")
         if max(shares) - min(shares) > 1:
             return _wrong(f"{where} the readers get {shares} shards: unbalanced.",
-                          "deal the shards round-robin: reader r takes r, r + R, r + 2R, ...")
+                          "deal the shards like cards, one to each reader in turn.")
     return _right("every shard is read exactly once, and the readers' shares differ by at most one.")

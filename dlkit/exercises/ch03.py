@@ -47,17 +47,21 @@ def check_flip_boxes(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> Feedbac
         return _wrong(f"expected a tensor of shape {tuple(boxes.shape)}, got {shape}.")
     got = got.float()
     if torch.allclose(got, truth):
-        return _right("x0' = W − x1 and x1' = W − x0; y is untouched, as torchvision does it.")
+        return _right("the mirrored boxes equal torchvision's, left and right edges in order; y is untouched.")
     x0, y0, x1, y1 = boxes.unbind(1)
     if torch.allclose(got, torch.stack([width - x0, y0, width - x1, y1], 1)):
         return _wrong("the boxes have x0 > x1: the left edge became the right one.",
-                      "after mirroring, the new left edge is W − x1 and the new right edge W − x0.")
+                      "in a mirror image, which of the two old edges ends up on the left?")
     if torch.allclose(got, truth - torch.tensor([1.0, 0.0, 1.0, 0.0])):
         return _wrong("the boxes are one pixel too far left.",
-                      "W − 1 − c flips a pixel index; box edges are coordinates: use W − x.")
+                      "box edges are coordinates between pixels, not pixel indices: where does the "
+                      "edge at x = 0 go in a mirror of width W?")
     if torch.allclose(got[:, [0, 2]], boxes[:, [0, 2]]):
         return _wrong("the x coordinates did not change.", "a horizontal flip mirrors x, not y.")
-    return _wrong("the boxes differ from torchvision's horizontal flip.", "mirror x: x ↦ W − x.")
+    return _wrong("the boxes differ from torchvision's horizontal flip.",
+                  "try one box by hand on squared paper: mirror both of its x edges, then ask which "
+                  "edge is now the left one. Edges are coordinates (a box around column c spans "
+                  "[c, c + 1]), not pixel indices.")
 
 
 def check_batch_flip(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Feedback:
@@ -80,7 +84,7 @@ def check_batch_flip(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -
         got = fn(X, flip.clone())
     except Exception as err:
         return _wrong(f"it raised {type(err).__name__}: {err}",
-                      "torch.where(flip[:, None, None, None], X.flip(-1), X) broadcasts the mask.")
+                      "a mask of N values must be reshaped before it can select whole N×C×H×W images.")
     if not torch.equal(X, original):
         return _wrong("it changed the input batch in place.", "return a new tensor; leave X alone.")
     if not isinstance(got, torch.Tensor) or got.shape != X.shape:
@@ -92,12 +96,15 @@ def check_batch_flip(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -
     if torch.equal(got, truth):
         return _right("only the selected images are mirrored, dtype and shape kept.")
     if torch.equal(got, X.flip(-1)):
-        return _wrong("every image was flipped.", "select with the mask: torch.where(mask, flipped, X).")
+        return _wrong("every image was flipped.",
+                      "use the mask to choose, image by image, between the flipped and the original "
+                      "batch, in one tensor operation, without a Python loop.")
     if torch.equal(got, torch.where(flip[:, None, None, None], X.flip(-2), X)):
         return _wrong("the selected images were flipped upside down.",
-                      "left-right is the last dimension (W): flip(-1).")
+                      "which dimension of N×C×H×W runs left to right?")
     if torch.equal(got, torch.where(~flip[:, None, None, None], X.flip(-1), X)):
-        return _wrong("the images where flip is False were flipped.", "the mask is inverted.")
+        return _wrong("the images where flip is False were flipped.",
+                      "the mask is inverted: True marks the images to mirror.")
     return _wrong("the result differs from mirroring the selected images.")
 
 
@@ -105,8 +112,8 @@ def check_cutmix_weight(fn: Callable[[tuple[int, int, int, int], int, int], floa
     """Check ``fn(box, H, W)``: CutMix's weight of an image's own label after pasting ``box``.
 
     ``box = (x0, y0, x1, y1)`` in pixel edges is the pasted rectangle; the own label keeps the
-    share of the image that is still its own, ``1 − (x1 − x0)(y1 − y0) / (H·W)``. Used in
-    chapter 03 (augmentation).
+    share of the image's pixels that are still its own, measured here by pasting the box into a
+    mask. Used in chapter 03 (augmentation).
 
     Args:
         fn: The learner's function.
@@ -116,7 +123,10 @@ def check_cutmix_weight(fn: Callable[[tuple[int, int, int, int], int, int], floa
     """
     for box, h, w in (((2, 3, 10, 7), 16, 20), ((0, 0, 32, 32), 32, 32), ((5, 5, 5, 9), 12, 12)):
         x0, y0, x1, y1 = box
-        truth = 1 - (x1 - x0) * (y1 - y0) / (h * w)
+        own = torch.ones(h, w, dtype=torch.float64)  # measured: paste the box, count what is left
+        own[y0:y1, x0:x1] = 0
+        truth = own.mean().item()
+        pasted = 1 - truth
         got, problem = _run(fn, box, h, w)
         if problem is not None:
             return problem
@@ -126,12 +136,13 @@ def check_cutmix_weight(fn: Callable[[tuple[int, int, int, int], int, int], floa
             return _wrong(f"expected a number, got {type(got).__name__}.")
         if math.isclose(got, truth, abs_tol=1e-6):
             continue
-        if math.isclose(got, 1 - truth, abs_tol=1e-6):
+        if math.isclose(got, pasted, abs_tol=1e-6):
             return _wrong(f"for box {box} it returned the pasted fraction {got:.4f}.",
                           "that is the weight of the other image's label; the own label keeps 1 − it.")
         if math.isclose(got, 1 - (x1 - x0 + 1) * (y1 - y0 + 1) / (h * w), abs_tol=1e-6):
             return _wrong("it counts one pixel too many in each direction.",
                           "with pixel edges the box is x1 − x0 pixels wide, not x1 − x0 + 1.")
         return _wrong(f"for box {box} in a {h}×{w} image it returned {got}, expected {truth:.4f}.",
-                      "1 − area of the box / area of the image.")
+                      "the label weights follow the pixels: what share of the image still shows "
+                      "the image itself?")
     return _right("the own label keeps the share of pixels not covered by the pasted box.")

@@ -134,7 +134,9 @@ def check_conv_params(answer: object, layer: nn.Conv2d) -> Feedback:
         return _wrong(f"{answer:,} forgets the input channels.",
                       f"each filter spans all {c_in} input channels.")
     return _wrong(f"{answer:,} is not the count.",
-                  "out_channels × in_channels × kernel height × kernel width, plus out_channels biases.")
+                  "count one filter first: how many input channels does it span, and how many "
+                  "weights per channel? Then: how many filters are there, and what else does each "
+                  "output channel learn?")
 
 
 def check_residual_block(block: nn.Module, channels: int = 8) -> Feedback:
@@ -187,11 +189,13 @@ def check_residual_block(block: nn.Module, channels: int = 8) -> Feedback:
         return _right("the block adds its input to the residual branch before the last ReLU.")
     if torch.allclose(out, torch.relu(inner), atol=1e-5):
         return _wrong("the output is the plain branch: the shortcut is not added.",
-                      "return F.relu(out + self.shortcut(x)).")
+                      "a residual block learns a correction to its input: where does the input "
+                      "x come back, and before or after the last ReLU (He et al.)?")
     if torch.allclose(out, torch.relu(inner) + short, atol=1e-5):
         return _wrong("the ReLU comes before the addition.",
                       "add the shortcut first, then apply the ReLU (as in He et al.'s block).")
     if torch.allclose(out, inner + short, atol=1e-5):
-        return _wrong("the final ReLU is missing.", "return F.relu(out + self.shortcut(x)).")
+        return _wrong("the final ReLU is missing.",
+                      "the sum of branch and shortcut goes through one more non-linearity.")
     return _wrong("the output is not relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)).",
                   "compute the branch from x, then add self.shortcut(x) (the original input).")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import numbers
 from collections.abc import Callable
@@ -105,10 +107,21 @@ def check_macro_f1(fn: Callable[[torch.Tensor, torch.Tensor, int], object]) -> F
     return _right("it matches scikit-learn's macro-F1 on all cases, absent classes included.")
 
 
+# The leaking line is not written here: the check compares a salted SHA-256 digest of the
+# answer, so the installed source does not hand it over (only nine lines can be tried, though).
+_CV_LEAK_SALT = "dlkit.exercises.ch07.cv_leak"
+_CV_LEAK_DIGEST = "0476237aaefe0535be41ff16a6736318f15ebc95a69aef2295b513e3e82cf6c9"
+
+
+def _cv_leak_digest(line: int) -> str:
+    return hashlib.sha256(f"{_CV_LEAK_SALT}:{line}".encode()).hexdigest()
+
+
 def check_cv_leak(answer: object) -> Feedback:
     """Check the line number of :data:`LEAKY_CV_LOOP` where information leaks across folds.
 
-    Used in chapter 07.
+    Used in chapter 07. The right line is stored as a digest; a wrong line gets the question to
+    ask of every line, not the answer.
 
     Args:
         answer: The learner's line number (an int).
@@ -119,20 +132,18 @@ def check_cv_leak(answer: object) -> Feedback:
     if isinstance(answer, bool) or not isinstance(answer, numbers.Integral):
         return _wrong(f"expected a line number, got {answer!r}.")
     line = int(answer)
-    if line == 2:
-        return _right("the mean and standard deviation are computed over all examples, held-out "
-                      "folds included, so every fold's model was prepared with statistics of "
-                      "its own validation data. Compute them on X[train_idx] inside the loop.")
-    if line == 3:
-        return _wrong("line 3 applies the statistics; the leak is where they come from.",
-                      "which examples were used to compute mean and std?")
+    if not 1 <= line <= 9:
+        return _wrong(f"the listing has lines 1 to 9, got {line}.")
+    if hmac.compare_digest(_cv_leak_digest(line), _CV_LEAK_DIGEST):
+        return _right(f"line {line} computes the statistics over all examples, held-out folds "
+                      "included, so every fold's model was prepared with statistics of its own "
+                      "validation data. Compute them on the training indices inside the loop.")
     if line in (6, 7, 8):
-        return _wrong(f"line {line} is per fold and uses only its own indices.",
-                      "look at what happens before the loop.")
-    if line in (1, 4, 5, 9):
-        return _wrong(f"line {line} does not mix training and held-out data.",
-                      "a leak is any step whose result depends on the held-out fold.")
-    return _wrong(f"the listing has lines 1 to 9, got {line}.")
+        return _wrong(f"line {line} runs per fold and uses only that fold's own indices.",
+                      "look at what happens before the loop, once for all folds.")
+    return _wrong(f"line {line} does not let the held-out folds influence what the models learn.",
+                  "a leak is a step whose result depends on the held-out examples and reaches the "
+                  "training: for each line, ask which examples its result is computed from.")
 
 
 def check_fold_standardize(
@@ -185,12 +196,13 @@ def check_fold_standardize(
         m, s = both.mean(0), std(both, unbiased)
         if close(a, (X_train - m) / s, everything):
             return _wrong("the statistics come from both folds together: the held-out fold leaks "
-                          "into the preprocessing.", "compute mean and std from X_train alone.")
+                          "into the preprocessing.",
+                          "which examples may a preprocessing step learn from during cross-validation?")
     for unbiased in (True, False):
         if close(b, (X_val - X_val.mean(0)) / std(X_val, unbiased), everything):
             return _wrong("the held-out fold is standardised with its own statistics.",
-                          "reuse the training fold's mean and std for X_val: a model deployed "
-                          "later sees one example at a time and has no such statistics.")
+                          "a model deployed later sees one example at a time and has no statistics "
+                          "of its own: which numbers must the held-out fold be transformed with?")
     finite = bool(torch.isfinite(a).all() and torch.isfinite(b).all())
     for unbiased in (True, False):
         m, s = X_train.mean(0), std(X_train, unbiased)
@@ -198,8 +210,8 @@ def check_fold_standardize(
             if not finite:
                 return _wrong("feature 3 is constant in X_train, so its std is 0 and dividing by it "
                               "gives nan (0/0) in the training fold and ±inf in the held-out fold.",
-                              "replace a zero std by 1 (as scikit-learn's StandardScaler does), "
-                              "clamp it to a small minimum, or drop constant features.")
+                              "a constant feature needs no scaling: see what scikit-learn's "
+                              "StandardScaler does with a zero variance.")
             if dropped or bool((a.double()[:, 3] == 0).all()):
                 return _right("the held-out fold is scaled with the training fold's mean and std "
                               "only, and the constant feature is handled without dividing by 0.")
@@ -209,6 +221,6 @@ def check_fold_standardize(
         return _wrong("the result contains nan or inf.",
                       "a feature that is constant in X_train has std 0: guard that division.")
     if close(a, X_train - X_train.mean(0), everything):
-        return _wrong("the features are centred but not scaled.", "divide by the std as well.")
-    return _wrong("the values differ from (X − mean_train) / std_train per feature.",
-                  "use dim=0: one mean and std per feature (column), not per example.")
+        return _wrong("the features are centred but not scaled.", "each feature should end with unit spread.")
+    return _wrong("the values differ from standardising each feature with training statistics.",
+                  "one mean and one std per feature (column), not per example (row).")

@@ -33,7 +33,7 @@ def check_effective_batch(
     truth = per_rank_batch * world_size * accumulation_steps
     if isinstance(answer, bool) or not isinstance(answer, (int, float)) or answer != int(answer):
         return _wrong(f"expected a whole number of examples, got {answer!r}.",
-                      "multiply what one rank sees per step by the number of ranks.")
+                      "count the examples whose gradients end up in one optimizer step, on every rank.")
     value = int(answer)
     if value == truth:
         return _right(f"{per_rank_batch} per rank × {world_size} ranks × {accumulation_steps} "
@@ -48,7 +48,8 @@ def check_effective_batch(
         return _wrong(f"{value:,} is one rank's batch.",
                       "count every rank and every accumulated batch.")
     return _wrong(f"{value:,} is not the effective batch size.",
-                  "per-rank batch × number of ranks × accumulation steps.")
+                  "follow one optimizer step: how many batches does each rank add up before it, "
+                  "and how many ranks average their gradients?")
 
 
 def check_rank_indices(fn: Callable[[int, int, int], list[int]]) -> Feedback:
@@ -89,13 +90,14 @@ def check_rank_indices(fn: Callable[[int, int, int], list[int]]) -> Feedback:
             if got == list(range(r, n, world)):
                 return _wrong(f"{call} gave {len(got)} indices, but every rank needs "
                               f"{len(truth)}: the ranks must run the same number of steps.",
-                              "pad the index list by repeating its first indices until its "
-                              "length is a multiple of world_size.")
+                              "print list(DistributedSampler(range(10), num_replicas=3, rank=2, "
+                              "shuffle=False)): where do the extra indices come from?")
             return _wrong(f"{call} gave {len(got)} indices; expected {len(truth)}.",
                           "each rank gets ceil(num_examples / world_size) indices.")
         if sorted(got) == sorted(truth):
             return _wrong(f"{call} has the right indices in the wrong order: {got}.",
                           "keep the order of the padded list.")
         return _wrong(f"{call} returned {got}; DistributedSampler gives {truth}.",
-                      "pad to a multiple of world_size, then indices[rank::world_size].")
+                      "compare the two lists: which indices are repeated, and in what order does "
+                      "a rank take its share?")
     return _right("your shards match torch's DistributedSampler, padding included.")

@@ -45,23 +45,24 @@ def check_quantize(fn: Callable[[torch.Tensor, float, int], torch.Tensor]) -> Fe
             shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
             return _wrong(f"expected a tensor of shape {tuple(x.shape)}, got {shape}.")
         if got.is_floating_point() and not torch.equal(got, got.round()):
-            return _wrong("the codes are not whole numbers.", "round x / scale to the nearest integer.")
+            return _wrong("the codes are not whole numbers.", "a code is an integer: the nearest one.")
         got = got.long()
         if torch.equal(got, truth):
             continue
         raw = torch.round(x / scale) + zp
         if torch.equal(got, raw.long()):
             return _wrong("values outside the representable range are not clipped.",
-                          "clamp the codes to [0, 255], the range of uint8.")
+                          "which codes can a uint8 hold, and where must a value beyond them go?")
         if torch.equal(got, (torch.floor(x / scale) + zp).clamp(0, 255).long()):
-            return _wrong("it truncates instead of rounding.", "use torch.round, not floor or int().")
+            return _wrong("it truncates instead of rounding.", "a value maps to the nearest code, not the one below.")
         if torch.equal(got, torch.round(x / scale).clamp(0, 255).long()):
-            return _wrong("the zero point is missing.", "add zero_point after dividing by the scale.")
+            return _wrong("the zero point is missing.", "which code stands for the real value 0.0?")
         if torch.equal(got, (torch.round(x * scale) + zp).clamp(0, 255).long()):
-            return _wrong("it multiplies by the scale.", "the scale is the size of one step: divide by it.")
+            return _wrong("it multiplies by the scale.", "the scale is the size of one step: how many steps is x?")
         wrong = int((got != truth).sum())
         return _wrong(f"{wrong} of {x.numel()} codes differ from torch.quantize_per_tensor.",
-                      "q = clamp(round(x / scale) + zero_point, 0, 255).")
+                      "go through the steps for one value: size in steps, nearest code, offset by "
+                      "the zero point, kept within the codes uint8 can hold.")
     return _right("your codes equal torch.quantize_per_tensor's, clipping included.")
 
 
@@ -97,9 +98,12 @@ def check_psi(fn: Callable[[np.ndarray, np.ndarray], float]) -> Feedback:
     if np.isclose(got, truth, rtol=1e-9):
         return _right(f"PSI = {truth:.4f}; it is zero only when the histograms agree and never negative.")
     if np.isclose(got, -truth, rtol=1e-9):
-        return _wrong("the sign is flipped.", "the log ratio must match the difference: (q − p)·ln(q / p).")
+        return _wrong("the sign is flipped.",
+                      "each term should be positive: the difference and the log ratio point the same way.")
     if np.isclose(got, float(np.sum(q * np.log(q / p))), rtol=1e-9) or \
             np.isclose(got, float(np.sum(p * np.log(p / q))), rtol=1e-9):
         return _wrong("this is one Kullback–Leibler divergence, not the PSI.",
-                      "PSI adds both directions: Σ (q − p)·ln(q / p).")
-    return _wrong(f"got {got:.4f}, expected {truth:.4f}.", "PSI = Σ (q_i − p_i)·ln(q_i / p_i).")
+                      "PSI is symmetric: it counts the divergence in both directions, current from "
+                      "reference and reference from current.")
+    return _wrong(f"got {got:.4f}, expected {truth:.4f}.",
+                  "compare your sum term by term with the definition in the chapter.")
