@@ -53,6 +53,14 @@ SLOW_TESTS = {
         "test_metrics_and_plot_do_not_import_the_training_loop",
         "test_metrics_still_serves_cross_validate_lazily",
     },
+    "test_assignments.py": {  # notebook kernels, one process per submission
+        "test_grading_a_folder_of_submissions",
+        "test_a_real_chapter_as_the_book_has_it_scores_full_marks",
+        "test_grading_without_namespaces_still_contains_a_submission",
+    },
+    "test_sysinfo.py": {"test_python_m_dlkit_env_prints_the_report_and_exits_zero_here"},
+    "test_notebook_helpers.py": {  # a notebook kernel
+        "test_in_a_kernel_the_error_is_the_cells_output_and_later_cells_run"},
     "test_book.py": {  # subprocesses running the tools, notebook kernels
         "test_student_copies_remove_solutions_and_outputs",
         "test_execute_tool_leaves_the_file_alone_when_a_cell_fails",

@@ -64,6 +64,7 @@ from dlkit.data.splits import group_split, split_indices, stratified_kfold
 from dlkit.data.stats import RunningChannelStats, channel_stats
 from dlkit.data.synthetic import SHAPES_CLASSES
 from dlkit.download import download
+from dlkit.data.ratings import RatingSet, load_ratings  # noqa: F401  (chapter 13: MovieLens ratings)
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -92,3 +93,5 @@ __all__ = [
     "stratified_kfold",
     "to_tensors",
 ]
+# Chapter 10: Tiny Shakespeare (registers the "tiny_shakespeare" text corpus; load it with load_text).
+from dlkit.data.text import TextCorpus, load_text, split_text  # noqa: E402,F401
