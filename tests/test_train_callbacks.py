@@ -60,8 +60,9 @@ def test_events_fire_in_the_documented_order():
     X, y = _data(8)
     rec = Recorder()
     _fit(_model(), make_loader(X, y, 4), make_loader(X, y, 4), callbacks=[rec])
-    batch = ["before_batch", "after_backward", "before_step", "after_step", "after_batch"]
-    epoch = ["before_epoch", *batch, *batch, "after_validation", "after_epoch"]
+    batch = ["before_batch", "before_backward", "after_backward", "before_step", "after_step",
+             "after_batch"]
+    epoch = ["before_epoch", *batch, *batch, "before_validation", "after_validation", "after_epoch"]
     assert rec.events == ["before_fit", *epoch, *epoch, "after_fit"]
 
 

@@ -9,9 +9,10 @@ where documented, change. The events, in the order they happen::
     before_fit
       before_epoch                      (once per epoch)
         before_batch                    (loop.X, loop.y on the device; may be replaced)
-          after_backward                (after each loop.backward(loss))
+          before_backward / after_backward  (around each loop.backward(loss); loop.loss set)
           before_step / after_step      (around each optimizer step; gradients are final)
         after_batch                     (loop.loss, loop.out of the batch)
+        before_validation               (the epoch's training is done; the model in train mode)
         after_validation                (loop.val holds the validation metrics)
       after_epoch                       (loop.history has the epoch's row)
     after_fit                           (only when training ended normally)
@@ -50,8 +51,9 @@ __all__ = ["EVENTS", "Callback", "implements", "ProgressBar", "BatchTransform",
            "GradientClipping", "MixedPrecision", "GradientAccumulation", "Throughput",
            "ChannelsLast", "Compile"]
 
-EVENTS = ("before_fit", "before_epoch", "before_batch", "after_backward", "before_step",
-          "after_step", "after_batch", "after_validation", "after_epoch", "after_fit")
+EVENTS = ("before_fit", "before_epoch", "before_batch", "before_backward", "after_backward",
+          "before_step", "after_step", "after_batch", "before_validation", "after_validation",
+          "after_epoch", "after_fit")
 
 BatchFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 

@@ -157,6 +157,9 @@ class Loop:
         When accumulating, each batch's mean loss is weighted by its size, so the summed
         gradients become the mean over the whole group once divided by its size at the step.
         """
+        self.loss = loss
+        for handler in self.handlers["before_backward"]:
+            handler(self)
         if self.accumulation_steps > 1:
             loss = loss * self.batch_size
         if self.scaler is not None:
@@ -293,6 +296,7 @@ class Loop:
                 f"the training loss became nan in epoch {self.epoch}: lower the learning rate")
         for name, total in terms.items():
             self._pending[f"train/{name}"] = total.item() / n
+        self.emit("before_validation")
         if self.val_loader is not None and self.validate is not None:
             self.val = self._custom_validation()
         elif self.val_loader is not None:
