@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dlkit._util import atomic_write
+from dlkit._util import atomic_write, commit_file
 
 __all__ = [
     "CheckpointError",
@@ -62,7 +62,7 @@ def _keep_previous(path: Path) -> None:
         import shutil
 
         shutil.copy2(path, tmp)
-    os.replace(tmp, prev)
+    commit_file(tmp, prev)  # the same rename-and-fsync policy as every atomic write
 
 
 def save_checkpoint(state: dict[str, Any], path: PathLike, keep_previous: bool = True) -> Path:

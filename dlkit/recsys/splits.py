@@ -8,10 +8,11 @@ ones, a look into the future that production never has; the per-user temporal sp
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
+
+from dlkit._util import check_fraction, check_positive_int
 
 __all__ = ["Split", "random_split", "temporal_split", "temporal_violations", "interaction_mask"]
 
@@ -21,12 +22,6 @@ class Split(NamedTuple):
 
     train: torch.Tensor
     test: torch.Tensor
-
-
-def _check_fraction(fraction: float) -> float:
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-        raise ValueError(f"test_fraction must be a number in (0, 1), got {fraction!r}")
-    return float(fraction)
 
 
 def random_split(n: int, test_fraction: float = 0.2, seed: int = 0) -> Split:
@@ -42,9 +37,8 @@ def random_split(n: int, test_fraction: float = 0.2, seed: int = 0) -> Split:
     Returns:
         The :class:`Split`.
     """
-    fraction = _check_fraction(test_fraction)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be an int >= 2, got {n!r}")
+    fraction = check_fraction(test_fraction, "test_fraction")
+    check_positive_int(n, "n", minimum=2)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_test = max(1, round(fraction * n))
     return Split(perm[n_test:].sort().values, perm[:n_test].sort().values)
@@ -73,7 +67,7 @@ def temporal_split(user: torch.Tensor, timestamp: torch.Tensor, test_fraction: f
     Raises:
         ValueError: If shapes differ or ``test_fraction`` is not in (0, 1).
     """
-    fraction = _check_fraction(test_fraction)
+    fraction = check_fraction(test_fraction, "test_fraction")
     if user.ndim != 1 or timestamp.shape != user.shape:
         raise ValueError(f"user and timestamp must be 1-D of the same length, got "
                          f"{tuple(user.shape)} and {tuple(timestamp.shape)}")
