@@ -120,15 +120,19 @@ def _accelerators() -> list[str]:
 
 
 def data_report() -> list[str]:
-    """The folders the image sets are searched in, in order, and what each holds.
+    """The folders the datasets are searched in, in order, and what each holds.
 
-    Nothing is read but file names: a folder is reported with the datasets whose files it
-    holds in a form :func:`dlkit.data.load` accepts.
+    Nothing is read but file names: a folder is reported with the image sets whose files it
+    holds in a form :func:`dlkit.data.load` accepts, and with the text corpus (chapter 10) and
+    the ratings archive (chapter 13) whose file it holds (their checksums are verified when
+    they are loaded, not here).
 
     Returns:
-        One line per folder, e.g. ``"$DLKIT_DATA_DIR /data: cifar10"``.
+        One line per folder, e.g. ``"$DLKIT_DATA_DIR /data: cifar10, tiny_shakespeare"``.
     """
+    from dlkit.data.ratings import ARCHIVE_NAME
     from dlkit.data.sources import _forms, data_dirs
+    from dlkit.data.text import TINY_SHAKESPEARE
 
     folders: dict[Path, tuple[str, list[str]]] = {}
     for name in ("cifar10", "fashion_mnist"):
@@ -138,6 +142,12 @@ def data_report() -> list[str]:
                 if (path.is_file() if kind == "npz" else path.is_dir()):
                     entry[1].append(name)
                     break
+    for name, filename in (("tiny_shakespeare", TINY_SHAKESPEARE.filename),
+                           ("movielens_small", ARCHIVE_NAME)):
+        for folder, origin in data_dirs(name):
+            entry = folders.setdefault(folder, (origin, []))
+            if (folder / filename).is_file():
+                entry[1].append(name)
     lines = []
     for folder, (origin, found) in folders.items():
         if not folder.exists():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
 import torch
 
 from dlkit import sysinfo
@@ -38,7 +37,8 @@ def test_the_installed_package_declares_the_floors_of_pyproject():
 
 
 def test_report_flags_a_missing_dependency_and_lists_data_and_profile(monkeypatch, tmp_path):
-    (tmp_path / "cifar10.npz").write_bytes(b"")  # only its name is looked at
+    for name in ("cifar10.npz", "tiny_shakespeare.txt", "ml-latest-small.zip"):
+        (tmp_path / name).write_bytes(b"")  # only the names are looked at
     monkeypatch.setenv("DLKIT_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("DLKIT_PROFILE", "smoke")
     real = sysinfo.installed_version
@@ -48,7 +48,7 @@ def test_report_flags_a_missing_dependency_and_lists_data_and_profile(monkeypatc
     assert not ok
     assert "[FAIL] tqdm" in text and "-> tqdm is not installed" in text
     assert "[OK]   torch" in text and torch.__version__ in text
-    assert f"$DLKIT_DATA_DIR {tmp_path}: cifar10" in text
+    assert f"$DLKIT_DATA_DIR {tmp_path}: cifar10, tiny_shakespeare, movielens_small" in text
     assert "Profile: smoke (DLKIT_PROFILE)" in text
 
 
