@@ -32,7 +32,6 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 
 from dlkit.data import channel_stats, load, make_loader

@@ -300,7 +300,6 @@ class _Tracked(nn.Module):
         self.net = build()
 
     def forward(self, x):
-        import threading
         import time
 
         cls = type(self)
