@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -93,6 +94,7 @@ def train_budgeted(
     weight_decay: float = 5e-4,
     label_smoothing: float = 0.1,
     augment: bool = True,
+    padding: int = 4,
     name: str | None = None,
     device: torch.device | str | None = None,
     seed: int = 0,
@@ -100,6 +102,8 @@ def train_budgeted(
     precision: str = "fp32",
     progress: bool = False,
     verbose: bool = False,
+    eval_each_epoch: bool = False,
+    callbacks: Sequence[object] = (),
 ) -> RunResult:
     """Train ``model`` with one fixed recipe for ``epochs`` passes and measure the result.
 
@@ -120,6 +124,8 @@ def train_budgeted(
         label_smoothing: Passed to ``nn.CrossEntropyLoss`` for training (the test loss is
             not smoothed).
         augment: Random crop and flip on every training batch.
+        padding: Largest shift of the random crop in pixels (the augmentation's strength;
+            chapter 14 searches over it).
         name: Label of the run; the model's class name when ``None``.
         device: Where to train; :func:`dlkit.env.pick_device` when ``None``.
         seed: Seed of the shuffling and augmentation.
@@ -127,6 +133,10 @@ def train_budgeted(
         precision: Passed to :func:`dlkit.train.fit` (``"bf16"`` on a GPU).
         progress: Show fit's progress bar.
         verbose: Print fit's line per epoch.
+        eval_each_epoch: Score ``test`` after every epoch (fit's validation pass), so that
+            callbacks such as chapter 14's pruning see ``loop.val``; the result is the last
+            epoch's score.
+        callbacks: More :mod:`dlkit.train` callbacks for :func:`~dlkit.train.fit`.
 
     Returns:
         The :class:`RunResult`.
@@ -148,13 +158,18 @@ def train_budgeted(
         optimizer, max_lr=lr, total_steps=epochs * len(loader), pct_start=0.25)
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
-    transform = (lambda X, y: random_crop_flip(X, y, generator=gen)) if augment else None
+    transform = ((lambda X, y: random_crop_flip(X, y, padding=padding, generator=gen))
+                 if augment else None)
     start = time.perf_counter()
-    history = fit(model, loader, epochs=epochs, optimizer=optimizer, scheduler=scheduler,
+    history = fit(model, loader, test_loader if eval_each_epoch else None, epochs=epochs,
+                  optimizer=optimizer, scheduler=scheduler,
                   loss_fn=nn.CrossEntropyLoss(label_smoothing=label_smoothing), device=device,
                   train_transform=transform, channels_last=channels_last, precision=precision,
-                  progress=progress, verbose=verbose)
+                  progress=progress, verbose=verbose, callbacks=callbacks)
     seconds = time.perf_counter() - start
-    accuracy = evaluate(model, test_loader, device=device)["accuracy"]
+    if eval_each_epoch:
+        accuracy = history.val_acc[-1]
+    else:
+        accuracy = evaluate(model, test_loader, device=device)["accuracy"]
     return RunResult(name or type(model).__name__, params, flops,
                      sum(history.images_per_s) / len(history), seconds, accuracy, history)
