@@ -309,3 +309,12 @@ def test_flops_and_feature_maps_restore_each_submodules_mode():
     count_flops(net, (3, 8, 8))
     feature_maps(net, torch.zeros(1, 3, 8, 8))
     assert [m.training for m in net.modules()] == before
+
+
+def test_train_budgeted_runs_with_exactly_four_steps(one_thread):
+    # OneCycleLR divides by (pct_start * total_steps - 1): 0.25 * 4 - 1 = 0 would crash.
+    torch.manual_seed(0)
+    X, y = torch.randn(512, 3, 8, 8), torch.randint(0, 2, (512,))
+    r = train_budgeted(SmallCNN(num_classes=2, width=4, stages=2), (X, y), (X[:64], y[:64]),
+                       epochs=1, batch_size=128, device="cpu")
+    assert len(r.history) == 1 and 0.0 <= r.test_accuracy <= 1.0

@@ -458,3 +458,21 @@ def test_a_worker_killed_mid_trial_has_its_trial_retried_once_and_nothing_is_los
     assert report.finished >= n_trials
     assert sum(t.state in FINISHED for t in trials) == report.finished
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_a_running_trial_that_never_wrote_a_heartbeat_is_failed_and_queued_again(tmp_path):
+    # A worker killed between creating a trial and its first heartbeat: Optuna's own stale
+    # check skips such a trial, so the workers' drain loop fails it once the grace has passed.
+    from dlkit.search.workers import _fail_silent_trials
+
+    url = f"sqlite:///{tmp_path / 'silent.db'}"
+    study = optuna.create_study(storage=open_storage(url, heartbeat_interval=1, grace_period=1),
+                                direction="maximize")
+    orphan = study.ask({"lr": optuna.distributions.FloatDistribution(1e-3, 1.0, log=True)})
+    _fail_silent_trials(study)
+    assert study.trials[orphan.number].state == TrialState.RUNNING  # still within the grace
+    time.sleep(2.2)
+    _fail_silent_trials(study)
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.FAIL, TrialState.WAITING], states
+    assert study.trials[1].params == study.trials[0].params

@@ -154,8 +154,11 @@ def train_budgeted(
     test_loader = make_loader(X_test.to(device), y_test.to(device), 1000)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True,
                                 weight_decay=weight_decay)
+    total = epochs * len(loader)
+    # OneCycleLR divides by (pct_start * total - 1): a warm-up of exactly one step (4 steps in
+    # all) would divide by zero, so that one case warms up over 0.3 of the run instead.
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=lr, total_steps=epochs * len(loader), pct_start=0.25)
+        optimizer, max_lr=lr, total_steps=total, pct_start=0.3 if total * 0.25 == 1 else 0.25)
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     transform = ((lambda X, y: random_crop_flip(X, y, padding=padding, generator=gen))

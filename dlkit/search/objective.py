@@ -23,7 +23,7 @@ from dlkit.models import ResNetCIFAR, SmallCNN, train_budgeted
 from dlkit.search.space import Space, suggest
 from dlkit.train import Callback
 
-__all__ = ["SearchData", "search_data", "build_model", "PruningCallback", "train_config",
+__all__ = ["SearchData", "search_data", "build_model", "PruningCallback", "fit_config", "train_config",
            "make_objective", "objective_from_config"]
 
 
@@ -78,7 +78,9 @@ def search_data(name: str = "cifar10", n_train: int = 2_000, n_val: int = 1_000,
         raise ValueError(f"n_train + n_val = {n_train + n_val} exceeds the {len(full)} training "
                          f"images of {name}")
     rest, val_idx = data.split_indices(full.labels, n_val, seed=seed)
-    train_idx = rest[data.split_indices(full.labels[rest], n_train, seed=seed + 1)[1]]
+    if n_train < len(rest):
+        rest = rest[data.split_indices(full.labels[rest], n_train, seed=seed + 1)[1]]
+    train_idx = rest
     mean, std = data.channel_stats(full.subset(train_idx))
     X_train, y_train = data.to_tensors(full.subset(train_idx), mean, std)
     X_val, y_val = data.to_tensors(full.subset(val_idx), mean, std)
@@ -134,17 +136,16 @@ class PruningCallback(Callback):
                                      f"accuracy {accuracy:.3f}")
 
 
-def train_config(config: Mapping[str, Any], data: SearchData, *, epochs: int, seed: int = 0,
-                 device: torch.device | str | None = None, precision: str = "fp32",
-                 callbacks: tuple = ()) -> float:
-    """Train the model of ``config`` with chapter 04's recipe; return its validation accuracy.
+def fit_config(config: Mapping[str, Any], data: SearchData, *, epochs: int, seed: int = 0,
+               device: torch.device | str | None = None, precision: str = "fp32",
+               callbacks: tuple = ()) -> tuple[nn.Module, float]:
+    """Train the model of ``config`` with chapter 04's recipe; return it and its accuracy.
 
     Args:
         config: Hyperparameters: ``lr`` (peak learning rate, default 0.2), ``weight_decay``
             (5e-4), ``label_smoothing`` (0.1), ``padding`` (largest crop shift in pixels of
-            the full-size image, 4; divided by ``data.downsample``),
-            ``augment`` (crop and flip at all, ``True``) and the architecture of
-            :func:`build_model`.
+            the full-size image, 4; divided by ``data.downsample``), ``augment`` (crop and flip
+            at all, ``True``) and the architecture of :func:`build_model`.
         data: Training and validation tensors.
         epochs: Passes over the training subset.
         seed: Seed of the weights, the batch order and the augmentation.
@@ -154,7 +155,8 @@ def train_config(config: Mapping[str, Any], data: SearchData, *, epochs: int, se
             subset is scored after every epoch.
 
     Returns:
-        Validation accuracy after the last epoch (``nan`` if the loss diverged).
+        ``(model, validation accuracy after the last epoch)``; the accuracy is ``nan`` if the
+        loss diverged.
     """
     from dlkit.env import seed_everything
 
@@ -165,12 +167,17 @@ def train_config(config: Mapping[str, Any], data: SearchData, *, epochs: int, se
             model, (data.X_train, data.y_train), (data.X_val, data.y_val), epochs=epochs,
             lr=float(config.get("lr", 0.2)), weight_decay=float(config.get("weight_decay", 5e-4)),
             label_smoothing=float(config.get("label_smoothing", 0.1)),
-            padding=int(config.get("padding", 4)) // data.downsample, augment=bool(config.get("augment", True)),
-            seed=seed, device=device, precision=precision, eval_each_epoch=bool(callbacks),
-            callbacks=callbacks)
+            padding=int(config.get("padding", 4)) // data.downsample,
+            augment=bool(config.get("augment", True)), seed=seed, device=device,
+            precision=precision, eval_each_epoch=bool(callbacks), callbacks=callbacks)
     except FloatingPointError:  # fit stops a run whose loss became nan: a bad configuration
-        return float("nan")
-    return float(result.test_accuracy)
+        return model, float("nan")
+    return model, float(result.test_accuracy)
+
+
+def train_config(config: Mapping[str, Any], data: SearchData, **kwargs: Any) -> float:
+    """The validation accuracy of :func:`fit_config` (same arguments), without the model."""
+    return fit_config(config, data, **kwargs)[1]
 
 
 def make_objective(data: SearchData, space: Space, *, epochs: int, seed: int = 0,
@@ -219,7 +226,8 @@ def objective_from_config(config: Mapping[str, Any]) -> Callable[[optuna.Trial],
     Args:
         config: ``dataset``, ``n_train``, ``n_val``, ``data_seed``, ``downsample`` (of
             :func:`search_data`),
-            ``epochs``, ``seed``, ``precision``, ``space`` (a name of
+            ``epochs``, ``seed``, ``precision``, ``device`` (e.g. ``"cpu"``; default: the
+            best available), ``space`` (a name of
             :data:`dlkit.search.spaces.SPACES`), ``prune`` and ``fixed``.
 
     Returns:
@@ -234,4 +242,4 @@ def objective_from_config(config: Mapping[str, Any]) -> Callable[[optuna.Trial],
                           epochs=int(config.get("epochs", 1)), seed=int(config.get("seed", 0)),
                           precision=config.get("precision", "fp32"),
                           fixed=config.get("fixed"), prune=bool(config.get("prune", False)),
-                          device="cpu" if config.get("device") == "cpu" else None)
+                          device=config.get("device"))

@@ -1,7 +1,7 @@
 """Parallel search: worker processes that share one Optuna study through its storage.
 
 Used in chapter 14 (AutoML) and ``benchmarks/search_workers.py``. Each worker is a separate
-Python process (``python -m dlkit.search.workers``) that opens the same storage, asks it for
+Python process (``python -m dlkit.search``) that opens the same storage, asks it for
 the next trial, trains, and writes the result back; the storage is the only thing workers
 share, so the same command runs on many machines once ``--storage`` is a database URL that all
 of them reach (``postgresql://user:password@host/db``; here, a SQLite file).
@@ -15,7 +15,7 @@ queue, once. :func:`audit` checks the result: no trial lost, none run twice.
 
 Run a worker by hand::
 
-    python -m dlkit.search.workers --storage sqlite:///study.db --study cifar \\
+    python -m dlkit.search --storage sqlite:///study.db --study cifar \\
         --n-trials 20 --config '{"epochs": 2}'
 """
 
@@ -99,7 +99,7 @@ def start_workers(n: int, storage_url: str, study_name: str, *, n_trials: int,
                         direction="maximize", load_if_exists=True)
     procs = []
     for i in range(n):
-        cmd = [sys.executable, "-m", "dlkit.search.workers", "--storage", storage_url,
+        cmd = [sys.executable, "-m", "dlkit.search", "--storage", storage_url,
                "--study", study_name, "--n-trials", str(n_trials), "--config", json.dumps(config),
                "--threads", str(threads), "--seed", str(seed + i)]
         out = (open(Path(log_dir) / f"worker-{i}.log", "wb") if log_dir is not None
@@ -228,21 +228,59 @@ def _drain(study: optuna.Study, objective: Any, patience: float = 600.0) -> None
     A trial whose worker died is only noticed once its heartbeat is older than the grace
     period; a worker that stopped taking trials before then would leave it unfinished. So
     each worker stays until no trial is running or waiting: trials of live workers finish,
-    dead ones are marked failed here (which queues their retry) and queued retries are run.
+    dead ones are marked failed here (which queues their retry) and queued retries are run,
+    one at a time (another worker may take a queued retry first).
     """
-    storage = study._storage
-    interval = getattr(storage, "heartbeat_interval", None) or 1
+    interval = study._storage.get_heartbeat_interval() or 1
     deadline = time.monotonic() + patience
     while time.monotonic() < deadline:
-        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        if waiting:
-            study.optimize(objective, n_trials=len(waiting))
+        if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            study.optimize(objective, n_trials=1)
             continue
         if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             return
         time.sleep(interval)
         with _quiet():
             optuna.storages.fail_stale_trials(study)
+        _fail_silent_trials(study)
+
+
+def _fail_silent_trials(study: optuna.Study) -> None:
+    """Fail (and queue for retry) running trials that never wrote a heartbeat.
+
+    Optuna's stale-trial check skips a trial without any heartbeat; a worker killed between
+    creating a trial and its first heartbeat leaves such a trial running for ever. A live
+    worker writes its first heartbeat as the trial starts, so a trial older than the grace
+    period without one is dead.
+    """
+    from datetime import datetime, timedelta
+
+    from optuna.storages._rdb import models  # no public call lists trials without heartbeats
+
+    storage = getattr(study._storage, "_backend", study._storage)  # Optuna wraps it in a cache
+    if not isinstance(storage, optuna.storages.RDBStorage) or storage.heartbeat_interval is None:
+        return
+    grace = storage.grace_period or 2 * storage.heartbeat_interval
+    cutoff = datetime.now() - timedelta(seconds=grace + storage.heartbeat_interval)
+    session = storage.scoped_session()
+    try:
+        silent = [row.trial_id for row in session.query(models.TrialModel)
+                  .filter(models.TrialModel.study_id == study._study_id,
+                          models.TrialModel.state == TrialState.RUNNING).all()
+                  if not row.heartbeats and row.datetime_start is not None
+                  and row.datetime_start < cutoff]
+    finally:
+        session.close()
+    retry = storage.get_heartbeat_stale_trial_callback()
+    for trial_id in silent:
+        try:
+            if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # it finished after all, or another worker failed it first
+        if retry is not None:
+            with _quiet():
+                retry(study, storage.get_trial(trial_id))
 
 
 if __name__ == "__main__":
