@@ -84,9 +84,12 @@ def glue(name: str, value: object, display: bool = True) -> None:
 
     Args:
         name: The name the text refers to (the book writes ``{glue:text}`` and this name).
-        value: The value; a Python ``float``/``int``/``str`` (numpy scalars do not format).
+        value: The value: a number, a string or a displayable object. A numpy or torch
+            scalar is recorded as the Python number it holds (the book formats only those).
         display: Also show the value in the cell's output.
     """
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        value = value.item()  # np.float64(0.5) would be recorded as its repr, not a number
     try:
         from myst_nb import glue as myst_glue
     except ImportError:

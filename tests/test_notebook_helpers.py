@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import nbformat
+import numpy as np
 import pytest
 from nbclient import NotebookClient
 
@@ -70,6 +71,8 @@ def test_glue_records_with_myst_nb_and_needs_nothing_without_it(monkeypatch):
     data, metadata = shown.pop()
     assert metadata["scrapbook"]["name"] == "acc"
     assert data == {"application/papermill.record/text/plain": "0.5"}
+    glue("gap", np.float64(1.25), display=False)  # recorded as the number, not "np.float64(...)"
+    assert shown.pop()[0] == {"application/papermill.record/text/plain": "1.25"}
 
     real_import = builtins.__import__
 
