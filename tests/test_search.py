@@ -476,3 +476,14 @@ def test_a_running_trial_that_never_wrote_a_heartbeat_is_failed_and_queued_again
     states = [t.state for t in study.trials]
     assert states == [TrialState.FAIL, TrialState.WAITING], states
     assert study.trials[1].params == study.trials[0].params
+
+
+def test_a_conditional_parameter_is_asked_for_only_when_its_condition_holds():
+    plain = suggest(optuna.trial.FixedTrial({"stages": 3, "width": 8, "blocks": 0}), ARCHITECTURE)
+    assert plain == {"stages": 3, "width": 8, "blocks": 0}  # no shortcuts without blocks
+    res = suggest(optuna.trial.FixedTrial({"stages": 3, "width": 8, "blocks": 1,
+                                           "residual": False}), ARCHITECTURE)
+    assert res["residual"] is False
+    with pytest.raises(KeyError, match="earlier parameter"):
+        suggest(optuna.trial.FixedTrial({"a": 1}), {"a": Choice((0, 1), 0, only_if="b"),
+                                                    "b": Choice((0, 1), 0)})

@@ -76,10 +76,15 @@ class Choice:
     Attributes:
         options: The allowed values (``None``, bool, int, float or str).
         default: The value used where a search does not vary it.
+        only_if: Name of an earlier parameter of the space: this one is asked for only when
+            that one's value is truthy (shortcuts exist only where there are residual blocks).
+            A conditional parameter keeps the sampler from spending trials on a setting that
+            changes nothing.
     """
 
     options: tuple[Any, ...]
     default: Any
+    only_if: str | None = None
 
     def __post_init__(self) -> None:
         if not self.options:
@@ -102,9 +107,23 @@ def suggest(trial: optuna.Trial, space: Space) -> dict[str, Any]:
         space: ``{name: LogUniform | IntRange | Choice}``.
 
     Returns:
-        ``{name: value}``, in the order of ``space``.
+        ``{name: value}``, in the order of ``space``; a parameter whose ``only_if`` condition
+        is false is left out.
+
+    Raises:
+        KeyError: ``only_if`` names a parameter that does not come earlier in ``space``.
     """
-    return {name: param.suggest(trial, name) for name, param in space.items()}
+    values: dict[str, Any] = {}
+    for name, param in space.items():
+        condition = getattr(param, "only_if", None)
+        if condition is not None:
+            if condition not in values:
+                raise KeyError(f"{name} is conditional on {condition!r}, which must be an "
+                               f"earlier parameter of the space {list(space)}")
+            if not values[condition]:
+                continue
+        values[name] = param.suggest(trial, name)
+    return values
 
 
 def grid(space: Space, points: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:

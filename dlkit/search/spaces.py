@@ -3,8 +3,8 @@
 - ``"hyperparameters"``: the training recipe of a fixed chapter 04 network (``SmallCNN``,
   3 stages): learning rate, weight decay, width, and the augmentation's strength.
 - ``"architecture"``: a small architecture search over chapter 04's families: stages, width,
-  residual blocks per stage (0 = the plain conv-pool stages of ``SmallCNN``) and shortcuts,
-  with the recipe fixed at chapter 04's default.
+  residual blocks per stage (0 = the plain conv-pool stages of ``SmallCNN``) and, where there
+  are blocks, whether they have shortcuts; the recipe is fixed at chapter 04's default.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ ARCHITECTURE: Space = {
     "stages": IntRange(2, 4, default=3),
     "width": Choice((8, 16, 24), default=16),
     "blocks": IntRange(0, 2, default=0),
-    "residual": Choice((True, False), default=True),
+    "residual": Choice((True, False), default=True, only_if="blocks"),
 }
 
 SPACES = {"hyperparameters": HYPERPARAMETERS, "architecture": ARCHITECTURE}
