@@ -37,6 +37,7 @@ import torch
 from optuna.trial import TrialState
 
 from dlkit._util import atomic_write
+from dlkit.env import describe
 from dlkit.search import audit, open_storage, start_workers, wait_workers
 from dlkit.search.workers import FINISHED
 
@@ -121,6 +122,7 @@ def main() -> None:
         "ratio_trials_per_min": round(many["trials_per_min"] / one["trials_per_min"], 3),
         "ratio_trials_per_min_after_startup": round(
             many["trials_per_min_after_startup"] / one["trials_per_min_after_startup"], 3),
+        "device": describe(torch.device("cpu")),
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "torch": torch.__version__,

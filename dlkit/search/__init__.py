@@ -17,12 +17,12 @@ from dlkit.search.objective import (PruningCallback, SearchData, build_model, fi
                                     make_objective, search_data, train_config)
 from dlkit.search.space import (STRATEGIES, Choice, IntRange, LogUniform, grid, log_uniform,
                                 make_sampler, suggest)
-from dlkit.search.spaces import ARCHITECTURE, GRID_POINTS, HYPERPARAMETERS, SPACES
+from dlkit.search.spaces import ARCHITECTURE, GRID_POINTS, HYPERPARAMETERS, SPACES, grid_points
 from dlkit.search.studies import best_so_far, finished_trials, pruning_summary, run_study
 from dlkit.search.workers import Audit, audit, open_storage, start_workers, stop_workers, wait_workers
 
 __all__ = ["LogUniform", "IntRange", "Choice", "suggest", "grid", "make_sampler", "STRATEGIES",
-           "log_uniform", "HYPERPARAMETERS", "ARCHITECTURE", "GRID_POINTS", "SPACES",
+           "log_uniform", "HYPERPARAMETERS", "ARCHITECTURE", "GRID_POINTS", "SPACES", "grid_points",
            "SearchData", "search_data", "build_model", "PruningCallback", "fit_config", "train_config",
            "make_objective", "run_study", "best_so_far", "finished_trials", "pruning_summary",
            "open_storage", "start_workers", "stop_workers", "wait_workers", "audit", "Audit"]
