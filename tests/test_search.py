@@ -9,12 +9,11 @@ marked ``slow`` starts two real worker processes on a SQLite study and kills one
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import itertools
 import math
 import signal
-import sqlite3
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -27,7 +26,7 @@ from dlkit import data as dlkit_data
 from dlkit.models import ResNetCIFAR, SmallCNN
 from dlkit.search import (ARCHITECTURE, GRID_POINTS, HYPERPARAMETERS, STRATEGIES, Choice,
                           IntRange, LogUniform, audit, best_so_far, build_model, grid,
-                          log_uniform, make_objective, make_sampler, open_storage,
+                          kill_mid_trial, log_uniform, make_objective, make_sampler, open_storage,
                           pruning_summary, search_data, start_workers, stop_workers, suggest,
                           train_config, wait_workers)
 from dlkit.search.workers import FINISHED
@@ -392,64 +391,39 @@ def test_audit_reports_two_finished_trials_of_one_chain_as_duplicates():
 
 
 # --- worker processes ---------------------------------------------------------------------- #
-# About 0.3-1 s per trial in one thread (width 8 to 24), 0.5-2 s with two workers on two
-# cores: long enough to kill one mid-trial.
-WORKER_CONFIG = {"dataset": "shapes", "n_train": 800, "n_val": 200, "downsample": 2,
-                 "epochs": 5, "device": "cpu", "space": "hyperparameters"}
-
-
-def _killable_trial_of(study, db, pid, fresher_than):
-    """A running trial of worker ``pid`` that started less than ``fresher_than`` s ago, has
-    all its parameters (it is training) and has written its first heartbeat.
-
-    Optuna only declares a trial stale once it has a heartbeat: a worker killed before its
-    trial's first heartbeat leaves the trial RUNNING, and the survivors' ``_drain`` waits for
-    it until its patience (600 s) runs out. The heartbeats are read from Optuna's
-    ``trial_heartbeats`` table.
-    """
-    now = datetime.datetime.now()
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if (t.user_attrs.get("worker_pid") == pid and len(t.params) == len(HYPERPARAMETERS)
-                and (now - t.datetime_start).total_seconds() < fresher_than):
-            with contextlib.closing(sqlite3.connect(db)) as con:
-                beats = con.execute("SELECT COUNT(*) FROM trial_heartbeats WHERE trial_id = ?",
-                                    (t._trial_id,)).fetchone()[0]
-            if beats:
-                return t
-    return None
+# About 0.1-0.3 s per trial: short enough that a trial seen running often finishes before a
+# plain SIGKILL lands, which kill_mid_trial must not be fooled by.
+WORKER_CONFIG = {"dataset": "shapes", "n_train": 200, "n_val": 100, "downsample": 2,
+                 "epochs": 2, "device": "cpu", "space": "hyperparameters"}
 
 
 @pytest.mark.slow
-def test_a_worker_killed_mid_trial_has_its_trial_retried_once_and_nothing_is_lost(tmp_path):
+@pytest.mark.parametrize("after", [0, 2])
+def test_a_worker_killed_mid_trial_has_its_trial_retried_once_and_nothing_is_lost(tmp_path,
+                                                                                  after):
     db, n_trials = tmp_path / "study.db", 8
     url = f"sqlite:///{db}"
     procs = start_workers(2, url, "killed", n_trials=n_trials, config=WORKER_CONFIG,
                           log_dir=tmp_path)
     try:
-        study = optuna.load_study(study_name="killed", storage=open_storage(url))
-        deadline, victim = time.monotonic() + 60, None
-        while victim is None:
-            assert time.monotonic() < deadline, "worker 0 never started a trial"
-            assert procs[0].poll() is None, ("worker 0 exited before a trial could be killed: "
-                                             + (tmp_path / "worker-0.log").read_text())
-            # A trial that has just started, so that it cannot finish before the kill.
-            victim = _killable_trial_of(study, db, procs[0].pid, fresher_than=0.2)
-            if victim is None:
-                time.sleep(0.02)
-        procs[0].send_signal(signal.SIGKILL)
+        victim = kill_mid_trial(url, "killed", procs[0], after=after, timeout=60,
+                                ready=lambda t: len(t.params) == len(HYPERPARAMETERS))
         codes = wait_workers(procs, timeout=60)
     finally:
         stop_workers(procs)
 
-    assert codes[0] == -signal.SIGKILL
+    assert codes[0] == -signal.SIGKILL, (tmp_path / "worker-0.log").read_text()
     assert codes[1] == 0, (tmp_path / "worker-1.log").read_text()
+    study = optuna.load_study(study_name="killed", storage=open_storage(url))
     trials = study.get_trials(deepcopy=False)
-    killed = trials[victim.number]
+    killed = trials[victim]
     assert killed.state == TrialState.FAIL and killed.user_attrs["worker_pid"] == procs[0].pid
+    assert sum(t.user_attrs.get("worker_pid") == procs[0].pid and t.state in FINISHED
+               for t in trials) >= after
     report = audit(study)
     assert report.ok, report
-    assert report.failed == 1 and list(report.retried) == [victim.number]
-    retries = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert report.failed == 1 and list(report.retried) == [victim]
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == victim]
     assert len(retries) == 1
     retry = retries[0]
     # The same configuration, run to the end by the survivor.
@@ -458,6 +432,15 @@ def test_a_worker_killed_mid_trial_has_its_trial_retried_once_and_nothing_is_los
     assert report.finished >= n_trials
     assert sum(t.state in FINISHED for t in trials) == report.finished
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_kill_mid_trial_says_when_the_worker_exits_first(tmp_path):
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    optuna.create_study(storage=url, study_name="empty")
+    with pytest.raises(RuntimeError, match="exited .* before one of its trials"):
+        kill_mid_trial(url, "empty", done, timeout=5)
 
 
 def test_a_running_trial_that_never_wrote_a_heartbeat_is_failed_and_queued_again(tmp_path):

@@ -10,7 +10,8 @@ Modules, bottom to top:
   04's recipe on one configuration), :class:`PruningCallback` and :func:`make_objective`.
 - :mod:`dlkit.search.studies`: :func:`run_study`, :func:`best_so_far`, :func:`pruning_summary`.
 - :mod:`dlkit.search.workers`: worker processes sharing a study through its storage, with
-  heartbeats, retries of dead trials and an :func:`audit` of the result.
+  heartbeats, retries of dead trials, :func:`kill_mid_trial` to test them and an :func:`audit`
+  of the result.
 """
 
 from dlkit.search.objective import (PruningCallback, SearchData, build_model, fit_config,
@@ -19,10 +20,12 @@ from dlkit.search.space import (STRATEGIES, Choice, IntRange, LogUniform, grid, 
                                 make_sampler, suggest)
 from dlkit.search.spaces import ARCHITECTURE, GRID_POINTS, HYPERPARAMETERS, SPACES, grid_points
 from dlkit.search.studies import best_so_far, finished_trials, pruning_summary, run_study
-from dlkit.search.workers import Audit, audit, open_storage, start_workers, stop_workers, wait_workers
+from dlkit.search.workers import (Audit, audit, kill_mid_trial, open_storage, start_workers,
+                                  stop_workers, wait_workers)
 
 __all__ = ["LogUniform", "IntRange", "Choice", "suggest", "grid", "make_sampler", "STRATEGIES",
            "log_uniform", "HYPERPARAMETERS", "ARCHITECTURE", "GRID_POINTS", "SPACES", "grid_points",
            "SearchData", "search_data", "build_model", "PruningCallback", "fit_config", "train_config",
            "make_objective", "run_study", "best_so_far", "finished_trials", "pruning_summary",
-           "open_storage", "start_workers", "stop_workers", "wait_workers", "audit", "Audit"]
+           "open_storage", "start_workers", "stop_workers", "wait_workers", "kill_mid_trial", "audit",
+           "Audit"]

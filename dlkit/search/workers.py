@@ -31,16 +31,17 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.storages import RetryHeartbeatStaleTrialCallback
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["open_storage", "start_workers", "stop_workers", "wait_workers", "audit", "Audit",
-           "main"]
+__all__ = ["open_storage", "start_workers", "stop_workers", "wait_workers", "kill_mid_trial",
+           "audit", "Audit", "main"]
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -134,6 +135,66 @@ def stop_workers(procs: Sequence[subprocess.Popen], sig: int = signal.SIGKILL) -
             p.send_signal(sig)
     for p in procs:
         p.wait()
+
+
+def kill_mid_trial(storage_url: str, study_name: str, proc: subprocess.Popen, *,
+                   after: int = 0, ready: Callable[[FrozenTrial], bool] | None = None,
+                   timeout: float = 300.0) -> int:
+    """Kill worker ``proc`` while one of its trials is running, for a fault-injection test.
+
+    A trial seen running may finish before a plain ``SIGKILL`` lands (a short trial often
+    does), and then nothing is killed mid-trial. So the worker is first stopped
+    (``SIGSTOP``), which freezes it; the trial's state is read again from the storage; if it
+    is still running, the frozen worker is killed (``SIGKILL``), otherwise it continues
+    (``SIGCONT``) and the search for a victim goes on. POSIX only (Linux, macOS).
+
+    Args:
+        storage_url: The shared storage's URL.
+        study_name: The study.
+        proc: A worker started by :func:`start_workers` (a child of this process).
+        after: Kill a trial only once this worker has finished this many trials.
+        ready: Which running trials qualify (default: those whose parameters are sampled).
+        timeout: Seconds to wait for a trial to kill.
+
+    Returns:
+        The number of the trial that was running when its worker was killed.
+
+    Raises:
+        RuntimeError: The worker exited first, or no trial qualified within ``timeout``.
+    """
+    ready = ready or (lambda t: bool(t.params))
+    # A storage of its own, whose SQLite reads give up quickly: a frozen worker could hold
+    # the file's lock, and then the read is retried after letting the worker continue.
+    engine_kwargs = {"connect_args": {"timeout": 1}} if storage_url.startswith("sqlite") else None
+    storage = optuna.storages.RDBStorage(storage_url, engine_kwargs=engine_kwargs)
+    study_id = storage.get_study_id_from_name(study_name)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker {proc.pid} exited (code {proc.returncode}) before "
+                               "one of its trials could be killed")
+        try:
+            mine = [t for t in storage.get_all_trials(study_id, deepcopy=False)
+                    if t.user_attrs.get("worker_pid") == proc.pid]
+        except sqlalchemy.exc.OperationalError:  # the file is locked for a moment
+            continue
+        running = [t for t in mine if t.state == TrialState.RUNNING and ready(t)]
+        if running and sum(t.state.is_finished() for t in mine) >= after:
+            proc.send_signal(signal.SIGSTOP)
+            _, status = os.waitpid(proc.pid, os.WUNTRACED)  # returns once it has stopped
+            if not os.WIFSTOPPED(status):  # it exited just before: record how, as wait() would
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                continue
+            try:
+                still = storage.get_trial(running[0]._trial_id).state == TrialState.RUNNING
+            except sqlalchemy.exc.OperationalError:
+                still = False
+            if still:
+                proc.send_signal(signal.SIGKILL)
+                return running[0].number
+            proc.send_signal(signal.SIGCONT)
+        time.sleep(0.01)
+    raise RuntimeError(f"no trial of worker {proc.pid} to kill within {timeout:.0f} s")
 
 
 @dataclasses.dataclass(frozen=True)
