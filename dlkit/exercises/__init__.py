@@ -216,5 +216,6 @@ from dlkit.exercises.ch07 import *  # noqa: E402,F401,F403
 from dlkit.exercises.ch08 import *  # noqa: E402,F401,F403
 from dlkit.exercises.ch09 import *  # noqa: E402,F401,F403
 from dlkit.exercises.ch10 import *  # noqa: E402,F401,F403
+from dlkit.exercises.ch11 import *  # noqa: E402,F401,F403
 from dlkit.exercises.ch13 import *  # noqa: E402,F401,F403
 from dlkit.exercises.ch14 import *  # noqa: E402,F401,F403
