@@ -259,3 +259,19 @@ def test_the_sampler_says_what_guidance_needs():
         sample(net, s, (2, 1, 8, 8), guidance=2.0)
     with pytest.raises(ValueError, match="expected 2 labels"):
         sample(net, s, (2, 1, 8, 8), labels=torch.tensor([0]))
+
+
+def test_the_guidance_explorer_draws_and_redraws():
+    from dlkit.widgets.generative import guidance_explorer, plot_guidance
+
+    torch.manual_seed(0)
+    net = TinyUNet(width=8, num_classes=3, emb_dim=16)
+    nn.init.normal_(net.out[-1].weight, std=0.1)
+    s = NoiseSchedule.linear(50)
+    fig = plot_guidance(net, s, ["a", "b", "c"], 1, (0.0, 2.0), steps=3, n=4)
+    assert len(fig.axes) == 8
+    explorer = guidance_explorer(net, s, ["a", "b", "c"], steps=5)
+    first = explorer.png
+    assert first and explorer._repr_mimebundle_()["text/plain"].startswith("Guidance explorer")
+    explorer.controls["scale"].value = 6.0
+    assert explorer.png != first

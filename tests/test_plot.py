@@ -228,3 +228,21 @@ def test_plot_confusion_matrix_counts():
 def test_plot_confusion_matrix_wrong_shape(cm):
     with pytest.raises(ValueError, match=r"expected a 3×3 matrix for 3 classes, got shape"):
         plot_confusion_matrix(cm, ["a", "b", "c"])
+
+
+def test_show_grid_tiles_images_with_a_white_border():
+    from dlkit.plot import show_grid
+
+    images = torch.zeros(5, 1, 4, 4)
+    images[1] = 1.0
+    fig = show_grid(images, ncols=3, title="five")
+    grid = fig.axes[0].images[0].get_array()
+    assert grid.shape == (2 * 5 - 1, 3 * 5 - 1)  # 2 rows, 3 columns of 4+1 pixels, last border cut
+    assert grid[0:4, 0:4].max() == 0 and grid[0:4, 5:9].min() == 1  # image 0 black, image 1 white
+    assert grid[4, :].min() == 1 and grid[:, 4].min() == 1  # the borders
+    assert grid[5:9, 10:14].min() == 1  # the empty sixth tile stays white
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    with pytest.raises(ValueError, match="C = 1 or 3"):
+        show_grid(torch.zeros(2, 2, 4, 4))
