@@ -305,3 +305,18 @@ def test_glued_numbers_can_be_formatted(path: Path):
            and str(o.get("data", {}).get("application/papermill.record/text/plain", ""))
            .startswith("np.")]
     assert not bad, f"{path.name}: glue a Python number (float(x), int(x)), not {bad}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_glued_markdown_is_shown_as_markdown(path: Path):
+    # A glued IPython Markdown object is stored with a text/markdown record; {glue:text} would
+    # print its repr ("<IPython.core.display.Markdown object>") in the book. It needs {glue:md}.
+    nb = nbformat.read(path, as_version=4)
+    markdown_keys = {o["metadata"].get("scrapbook", {}).get("name")
+                     for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                     if o.get("output_type") == "display_data"
+                     and "application/papermill.record/text/markdown" in o.get("data", {})}
+    text_refs = {m.group(1) for c in nb.cells if c.cell_type == "markdown"
+                 for m in re.finditer(r"\{glue:text\}`([^`:]+)", c.source)}
+    assert not markdown_keys & text_refs, (
+        f"{path.name}: use {{glue:md}} for glued Markdown: {sorted(markdown_keys & text_refs)}")
