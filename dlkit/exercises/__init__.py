@@ -219,3 +219,4 @@ from dlkit.exercises.ch10 import *  # noqa: E402,F401,F403
 from dlkit.exercises.ch11 import *  # noqa: E402,F401,F403
 from dlkit.exercises.ch13 import *  # noqa: E402,F401,F403
 from dlkit.exercises.ch14 import *  # noqa: E402,F401,F403
+from dlkit.exercises.ch15 import *  # noqa: E402,F401,F403
