@@ -60,7 +60,7 @@ def plot_label_issues(images: torch.Tensor, given: torch.Tensor, probs: torch.Te
         g, s = int(given[i]), int(probs[i].argmax())
         ax.imshow(images[i].permute(1, 2, 0).squeeze(-1).numpy(),
                   cmap="gray" if images.shape[1] == 1 else None)
-        ax.set_title(f"#{i}\n{classes[g]} {probs[i, g]:.2f}\n→ {classes[s]} {probs[i, s]:.2f}", fontsize=7)
+        ax.set_title(f"#{i}\n{classes[g]} {probs[i, g]:.2g}\n→ {classes[s]} {probs[i, s]:.2g}", fontsize=7)
     if not len(shown):
         axes[0].text(0.5, 0.5, "no suspects on this page", ha="center", va="center")
     which = "" if only_class is None else f" labelled {classes[only_class]}"
